@@ -1,0 +1,56 @@
+"""Walks the URL configuration so that every console URL is checked for access rules.
+
+A URL with an object id in it needs a way to make such an object in a given organization:
+add it to OBJECT_IDS when an app adds such a URL (the walker fails for an unknown parameter).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from orgs.models import Organization
+
+# URL parameter name -> function making an object of that kind in an organization, returning
+# the value to put in the URL.
+OBJECT_IDS: dict[str, Callable[[Organization], Any]] = {}
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    params: tuple[str, ...]
+    view: Callable
+
+    @property
+    def access(self) -> str | None:
+        return getattr(self.view, "access", None)
+
+    def url_for(self, org: Organization) -> str:
+        kwargs = {param: OBJECT_IDS[param](org) for param in self.params}
+        return reverse(self.name, kwargs=kwargs)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _walk(patterns: list, namespace: str, params: tuple[str, ...]) -> list[Route]:
+    routes = []
+    for entry in patterns:
+        found = tuple(entry.pattern.regex.groupindex)
+        if isinstance(entry, URLResolver):
+            ns = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            routes += _walk(entry.url_patterns, ns, params + found)
+        elif isinstance(entry, URLPattern) and entry.name:
+            routes.append(Route(f"{namespace}{entry.name}", params + found, entry.callback))
+    return routes
+
+
+def console_routes() -> list[Route]:
+    """Every named URL of our own apps (Django's admin and auth views are not ours to test)."""
+    return [
+        route
+        for route in _walk(get_resolver().url_patterns, "", ())
+        if not route.view.__module__.startswith("django.")
+    ]
