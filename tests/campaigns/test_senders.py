@@ -1,0 +1,104 @@
+from campaigns.models import ActivityEntry, Sender
+from tests.factories import CampaignFactory, SmsSenderFactory
+
+
+def test_it_stores_an_sms_number_in_e164_with_the_default_throughput(tenants, admin_client):
+    page = admin_client.get("/senders/new/sms/").content.decode()
+    assert 'name="rate_limit" value="1"' in page
+    response = admin_client.post(
+        "/senders/new/sms/",
+        {
+            "label": "Front desk",
+            "phone_number": "(212) 555-0123",
+            "inbox_name": "Reception",
+            "rate_limit": 1,
+            "rate_period": "second",
+        },
+        follow=True,
+    )
+    assert "Sender “Front desk” created." in response.content.decode()
+    sender = Sender.objects.get()
+    assert (sender.org, sender.channel, sender.phone_number) == (tenants.org, "sms", "+12125550123")
+    assert "1 message per second" in response.content.decode()
+    assert ActivityEntry.objects.get().verb == "created sender"
+
+
+def test_it_refuses_a_number_that_is_not_valid(tenants, admin_client):
+    response = admin_client.post(
+        "/senders/new/sms/",
+        {"label": "X", "phone_number": "+1 555 12", "rate_limit": 1, "rate_period": "second"},
+    )
+    assert "“+1 555 12” is not a valid phone number." in response.content.decode()
+    assert not Sender.objects.exists()
+
+
+def test_it_accepts_a_messaging_service_instead_of_a_number(tenants, admin_client):
+    sid = "MG" + "a" * 32
+    admin_client.post(
+        "/senders/new/sms/",
+        {"label": "Pool", "messaging_service_sid": sid, "rate_limit": 10, "rate_period": "second"},
+    )
+    assert Sender.objects.get().address == sid
+    response = admin_client.post(
+        "/senders/new/sms/",
+        {
+            "label": "Bad",
+            "messaging_service_sid": "MG123",
+            "rate_limit": 1,
+            "rate_period": "second",
+        },
+    )
+    assert "A Messaging Service SID is MG and 32 more characters." in response.content.decode()
+
+
+def test_it_needs_a_number_or_a_messaging_service(tenants, admin_client):
+    response = admin_client.post(
+        "/senders/new/sms/", {"label": "Empty", "rate_limit": 1, "rate_period": "second"}
+    )
+    assert "Give a phone number or a Twilio Messaging Service SID." in response.content.decode()
+
+
+def test_it_creates_an_email_sender_with_a_faster_default(tenants, admin_client):
+    page = admin_client.get("/senders/new/email/").content.decode()
+    assert 'name="rate_limit" value="100"' in page
+    admin_client.post(
+        "/senders/new/email/",
+        {
+            "label": "News",
+            "from_name": "Acme",
+            "from_email": "news@acme.example",
+            "reply_to": "help@acme.example",
+            "rate_limit": 20,
+            "rate_period": "minute",
+        },
+    )
+    sender = Sender.objects.get()
+    assert sender.channel == "email" and sender.messages_per_second == 20 / 60
+    response = admin_client.post(
+        "/senders/new/email/", {"label": "No from", "rate_limit": 1, "rate_period": "second"}
+    )
+    assert "An email sender needs a from address." in response.content.decode()
+
+
+def test_it_confirms_before_deleting_a_sender(tenants, admin_client):
+    sender = SmsSenderFactory(org=tenants.org)
+    page = admin_client.get(f"/senders/{sender.pk}/delete/").content.decode()
+    assert "cannot be undone" in page and Sender.objects.exists()
+    admin_client.post(f"/senders/{sender.pk}/delete/")
+    assert not Sender.objects.exists()
+
+
+def test_it_refuses_to_delete_a_sender_campaigns_use(tenants, admin_client):
+    campaign = CampaignFactory(org=tenants.org, name="Flu shots")
+    response = admin_client.post(f"/senders/{campaign.sender_id}/delete/")
+    page = response.content.decode()
+    assert "cannot be deleted while campaigns use it" in page and "Flu shots" in page
+    assert Sender.objects.filter(pk=campaign.sender_id).exists()
+
+
+def test_it_shows_viewers_senders_without_edit_controls(tenants, viewer_client):
+    SmsSenderFactory(org=tenants.org, label="Main line")
+    SmsSenderFactory(org=tenants.other_org, label="Their line")
+    page = viewer_client.get("/senders/").content.decode()
+    assert "Main line" in page and "Their line" not in page
+    assert "New SMS sender" not in page and "Edit" not in page
