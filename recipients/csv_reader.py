@@ -1,0 +1,794 @@
+"""Streaming reader and validator for recipient CSV uploads (pure Python: no models, no database).
+
+`RecipientReader` (or `read_recipients`) yields a `Recipient` for every new valid row and a
+`RowError` for every problem, reading the upload a chunk at a time; any `RowError` means the
+file must be rejected as a whole. `write_error_log` turns the errors into a CSV for the user.
+
+Encoding: uploads are seekable, so before yielding anything the reader makes one quick pass that
+decides between strict UTF-8 and Windows-1252, then rewinds and parses; a late undecodable byte
+can therefore never leave half a file imported under the wrong encoding.
+"""
+
+import codecs
+import csv
+import difflib
+import functools
+import io
+import re
+import zoneinfo
+from collections import Counter
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, Literal, NamedTuple, TextIO
+
+import phonenumbers
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator, validate_email
+from django.db import models
+from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberFormat
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+MAX_FIELD_CHARS = 10_000
+_MEGABYTE = 1024 * 1024
+_SNIFF_BYTES = 64 * 1024
+_SCAN_BYTES = _MEGABYTE
+_DELIMITERS = (",", ";", "\t")
+_SAVE_AS_CSV_UTF8 = (
+    'In Excel choose File → Save As → "CSV UTF-8 (Comma delimited) (*.csv)", then upload that file.'
+)
+_BINARY_SIGNATURES = {
+    b"PK\x03\x04": "an Excel .xlsx workbook or a zip file",
+    b"\xd0\xcf\x11\xe0": "an old Excel .xls workbook",
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "an image",
+    b"\xff\xd8\xff": "an image",
+    b"GIF8": "an image",
+}
+
+
+class ErrorKind(models.TextChoices):
+    """Why a file or a row was refused, with a label a person can read."""
+
+    TOO_MANY_RECIPIENTS = "too_many_recipients", "Too many recipients"
+    MISSING_COLUMN = "missing_column", "Missing column"
+    DUPLICATE_COLUMN = "duplicate_column", "Duplicate column"
+    WRONG_FIELD_COUNT = "wrong_field_count", "Wrong number of values"
+    INVALID_PHONE = "invalid_phone", "Invalid phone number"
+    EXCEL_SCIENTIFIC_PHONE = "excel_scientific_phone", "Phone number in scientific notation"
+    INVALID_EMAIL = "invalid_email", "Invalid email address"
+    INVALID_TIMEZONE = "invalid_timezone", "Invalid timezone"
+    EMPTY_FILE = "empty_file", "Empty file"
+    NOT_CSV = "not_csv", "Not a CSV file"
+    FILE_TOO_LARGE = "file_too_large", "File too large"
+    FIELD_TOO_LARGE = "field_too_large", "Value too long"
+    ENCODING = "encoding", "Unreadable text"
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    """How to read one upload: the campaign's channel, defaults and limits."""
+
+    channel: Literal["sms", "email"]
+    default_timezone: str
+    default_region: str
+    max_recipients: int
+    max_bytes: int = 20 * _MEGABYTE
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One valid recipient row, normalised and ready to store."""
+
+    line: int
+    address: str
+    timezone: str
+    name: str
+    variables: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One problem with the file (line None) or with one of its rows."""
+
+    kind: ErrorKind
+    message: str
+    line: int | None
+    raw: list[str]
+
+
+@dataclass
+class ReadSummary:
+    """What a finished read found: data rows, distinct recipients, duplicates and errors."""
+
+    rows: int = 0
+    # Past max_recipients repeats are no longer remembered, so this may count a few twice.
+    recipients: int = 0
+    duplicates: int = 0
+    errors: Counter[ErrorKind] = field(default_factory=Counter)
+
+    @property
+    def error_count(self) -> int:
+        """How many errors were reported in total."""
+        return self.errors.total()
+
+    @property
+    def ok(self) -> bool:
+        """Whether the file can be imported (no errors at all)."""
+        return not self.errors
+
+
+CSV_TEMPLATE_ROWS: dict[str, list[list[str]]] = {
+    "sms": [
+        ["timezone", "phone_number", "name"],
+        ["America/New_York", "+12125550123", "Ana García"],
+        ["Europe/London", "+447911123456", "Oliver Smith"],
+        ["Asia/Kolkata", "+919876543210", "Priya Patel"],
+    ],
+    "email": [
+        ["timezone", "email", "name"],
+        ["America/New_York", "ana.garcia@example.com", "Ana García"],
+        ["Europe/London", "oliver.smith@example.com", "Oliver Smith"],
+        ["Asia/Kolkata", "priya.patel@example.com", "Priya Patel"],
+    ],
+}
+
+
+class _Problem(NamedTuple):
+    kind: ErrorKind
+    message: str
+
+
+class _Columns(NamedTuple):
+    address: int
+    timezone: int
+    name: int | None
+    variables: tuple[tuple[str, int], ...]
+
+
+def read_recipients(stream: BinaryIO, options: ReaderOptions) -> Iterator[Recipient | RowError]:
+    """Yield the recipients and errors found in a seekable binary CSV upload."""
+    return iter(RecipientReader(stream, options))
+
+
+class RecipientReader:
+    """Reads one upload lazily, once; afterwards `summary` and `header` describe the file."""
+
+    def __init__(self, stream: BinaryIO, options: ReaderOptions) -> None:
+        if not stream.seekable():
+            raise ValueError("RecipientReader needs a seekable stream (uploads are seekable).")
+        default_timezone = _canonical_timezone(options.default_timezone)
+        if default_timezone is None:
+            raise ValueError(f"Unknown default timezone {options.default_timezone!r}.")
+        self.options = options
+        self.summary = ReadSummary()
+        self.header: list[str] = []
+        self._stream = stream
+        self._seen: set[str] = set()
+        self._timezone_for = _timezone_reader(default_timezone)
+        if options.channel == "sms":
+            self._normalise_address = _phone_normaliser(options.default_region)
+        else:
+            self._normalise_address = _normalise_email
+
+    def __iter__(self) -> Iterator[Recipient | RowError]:
+        opened = _open_text(self._stream, self.options.max_bytes)
+        if isinstance(opened, RowError):
+            yield self._count(opened)
+            return
+        text, delimiter = opened
+        try:
+            yield from self._read_rows(csv.reader(text, delimiter=delimiter))
+        finally:
+            # Detach so that closing our wrapper never closes the caller's upload.
+            text.detach()
+
+    def _count(self, error: RowError) -> RowError:
+        self.summary.errors[error.kind] += 1
+        return error
+
+    def _read_rows(self, reader: "csv._reader") -> Iterator[Recipient | RowError]:
+        try:
+            header_line, header = _first_non_blank_row(reader)
+        except csv.Error:
+            yield self._count(_file_error(ErrorKind.FIELD_TOO_LARGE, _UNCLOSED_QUOTE))
+            return
+        if header is None:
+            yield self._count(_file_error(ErrorKind.EMPTY_FILE, "The file is empty."))
+            return
+        self.header = header
+        columns = _map_columns(header, self.options.channel)
+        if not isinstance(columns, _Columns):
+            for problem in columns:
+                yield self._count(RowError(problem.kind, problem.message, header_line, header))
+            return
+        completed = yield from self._read_data_rows(reader, columns, len(header))
+        if completed:
+            yield from map(self._count, self._file_level_errors())
+
+    def _read_data_rows(
+        self, reader: "csv._reader", columns: _Columns, width: int
+    ) -> Generator[Recipient | RowError, None, bool]:
+        """Yield each data row's outcome; return False if the CSV parser gave up part-way."""
+        end = reader.line_num
+        try:
+            for row in reader:
+                line, end = end + 1, reader.line_num
+                if len(row) != width or max(map(len, row)) > MAX_FIELD_CHARS:
+                    if not _is_blank(row):
+                        self.summary.rows += 1
+                        yield self._count(_shape_error(row, line, width))
+                elif row[columns.address].strip() or not _is_blank(row):
+                    self.summary.rows += 1
+                    outcome = self._check_row(row, line, columns)
+                    if type(outcome) is Recipient:
+                        yield outcome
+                    elif outcome:
+                        yield from map(self._count, outcome)
+        except csv.Error:
+            # Only a field over csv.field_size_limit() gets here, and the parser can't resync.
+            yield self._count(RowError(ErrorKind.FIELD_TOO_LARGE, _UNCLOSED_QUOTE, end + 1, []))
+            return False
+        return True
+
+    def _check_row(
+        self, row: list[str], line: int, columns: _Columns
+    ) -> Recipient | list[RowError] | None:
+        """Validate one data row; None when it repeats an address or is past the limit."""
+        address = self._normalise_address(row[columns.address].strip())
+        timezone = self._timezone_for(row[columns.timezone].strip())
+        if type(address) is not str or type(timezone) is not str:
+            found = (address, timezone)
+            return [RowError(p.kind, p.message, line, row) for p in found if type(p) is _Problem]
+        if address in self._seen:
+            self.summary.duplicates += 1
+            return None
+        self.summary.recipients += 1
+        if self.summary.recipients > self.options.max_recipients:
+            # The file will be rejected, so stop remembering addresses and keep memory flat.
+            return None
+        self._seen.add(address)
+        name = row[columns.name].strip() if columns.name is not None else ""
+        variables = {"name": name, "first_name": name.split(None, 1)[0] if name else ""}
+        for key, at in columns.variables:
+            variables[key] = row[at].strip()
+        return Recipient(line, address, timezone, name, variables)
+
+    def _file_level_errors(self) -> Iterator[RowError]:
+        summary, limit = self.summary, self.options.max_recipients
+        if not summary.rows:
+            yield _file_error(
+                ErrorKind.EMPTY_FILE, "The file has a header row but no recipients below it."
+            )
+        if summary.recipients > limit:
+            yield _file_error(
+                ErrorKind.TOO_MANY_RECIPIENTS,
+                f"This file has {summary.recipients:,} recipients; the limit for one list is "
+                f"{limit:,} — split it and add a new recipient list for the rest.",
+            )
+
+
+def write_error_log(
+    errors: Iterable[RowError], out: TextIO, original_header: list[str] | None = None
+) -> None:
+    """Write one CSV line per error: reason, line number, then the row's original values."""
+    writer = csv.writer(out)
+    writer.writerow(["reason", "line", *(original_header or ["original row"])])
+    for error in errors:
+        line = "" if error.line is None else error.line
+        writer.writerow([error.message, line, *map(_defuse_formula, error.raw)])
+
+
+_FORMULA_START = re.compile(r"[=@\t\r]|[+-](?![\d\s().-]*\Z)")
+_UNCLOSED_QUOTE = (
+    "A value starting on this line is far too long to be real, usually because a quote mark "
+    '(") is never closed. Check the quotes on this line and save the file again.'
+)
+
+
+def _defuse_formula(value: str) -> str:
+    # Spreadsheets run cells that start like formulas; phone numbers such as +1 212… stay as is.
+    return "'" + value if _FORMULA_START.match(value) else value
+
+
+def _file_error(kind: ErrorKind, message: str) -> RowError:
+    return RowError(kind, message, None, [])
+
+
+def _is_blank(row: list[str]) -> bool:
+    return not "".join(row).strip()
+
+
+def _shape_error(row: list[str], line: int, width: int) -> RowError:
+    if len(row) != width:
+        message = (
+            f"This row has {len(row)} values but the header has {width} columns. Check for a "
+            "stray comma, or put quotes around any value that contains a comma."
+        )
+        return RowError(ErrorKind.WRONG_FIELD_COUNT, message, line, row)
+    longest = max(row, key=len)
+    message = (
+        f'A value in this row is {len(longest):,} characters long (it starts "{longest[:30]}…"); '
+        f"the limit is {MAX_FIELD_CHARS:,}. Shorten it or check for a missing closing quote mark."
+    )
+    return RowError(ErrorKind.FIELD_TOO_LARGE, message, line, row)
+
+
+def _first_non_blank_row(reader: "csv._reader") -> tuple[int, list[str] | None]:
+    for row in reader:
+        if not _is_blank(row):
+            return reader.line_num, row
+    return reader.line_num, None
+
+
+# --- Opening the upload: size, binary sniffing, encoding and delimiter ---------------------------
+
+
+def _open_text(stream: BinaryIO, max_bytes: int) -> tuple[io.TextIOWrapper, str] | RowError:
+    size = stream.seek(0, io.SEEK_END)
+    if size > max_bytes:
+        return _file_error(
+            ErrorKind.FILE_TOO_LARGE,
+            f"This file is {size / _MEGABYTE:.1f} MB; the limit is {max_bytes / _MEGABYTE:g} MB. "
+            "Split it into smaller files and add each as its own recipient list.",
+        )
+    stream.seek(0)
+    head = stream.read(_SNIFF_BYTES)
+    encoding = _choose_encoding(stream, head)
+    if isinstance(encoding, RowError):
+        return encoding
+    head_text = head.decode(encoding, errors="replace")
+    if not head_text.strip():
+        return _file_error(ErrorKind.EMPTY_FILE, "The file is empty.")
+    stream.seek(0)
+    text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+    return text, _detect_delimiter(head_text)
+
+
+def _choose_encoding(stream: BinaryIO, head: bytes) -> str | RowError:
+    for signature, what in _BINARY_SIGNATURES.items():
+        if head.startswith(signature):
+            return _not_csv(f"it looks like {what}")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates: tuple[str, ...] = ("utf-16",)
+    elif b"\x00" in head:
+        return _text_with_nul_bytes_error(head)
+    elif head.startswith(codecs.BOM_UTF8):
+        candidates = ("utf-8-sig",)
+    else:
+        # Excel on Windows saves plain "CSV" as Windows-1252, which is never valid UTF-8 once
+        # it contains an accent, so strict UTF-8 first and Windows-1252 second is reliable.
+        candidates = ("utf-8", "cp1252")
+    for encoding in candidates:
+        if _decodes_as(stream, encoding):
+            return encoding
+    return _file_error(
+        ErrorKind.ENCODING,
+        f"Some of the text in this file can't be read (it isn't UTF-8). {_SAVE_AS_CSV_UTF8}",
+    )
+
+
+def _not_csv(why: str) -> RowError:
+    return _file_error(ErrorKind.NOT_CSV, f"This file is not a CSV ({why}). {_SAVE_AS_CSV_UTF8}")
+
+
+def _text_with_nul_bytes_error(head: bytes) -> RowError:
+    # UTF-16 without a byte order mark puts a NUL beside every ASCII letter.
+    if max(head[0::2].count(0), head[1::2].count(0)) > len(head) // 4:
+        return _file_error(
+            ErrorKind.ENCODING,
+            f"This file is saved as UTF-16 text, which can't be read here. {_SAVE_AS_CSV_UTF8}",
+        )
+    return _not_csv("it contains binary data")
+
+
+def _decodes_as(stream: BinaryIO, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    stream.seek(0)
+    try:
+        while chunk := stream.read(_SCAN_BYTES):
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _detect_delimiter(head_text: str) -> str:
+    first_line = next((line for line in head_text.splitlines() if line.strip()), "")
+    return max(_DELIMITERS, key=first_line.count)
+
+
+# --- Header --------------------------------------------------------------------------------------
+
+_HEADER_SEPARATORS = re.compile(r"[\s_\-]+")
+_COLUMN_ALIASES = {
+    "e_mail": "email",
+    "email_address": "email",
+    "time_zone": "timezone",
+    "full_name": "name",
+    "phone": "phone_number",
+    "mobile": "phone_number",
+    "mobile_number": "phone_number",
+}
+_ADDRESS_COLUMN = {"sms": "phone_number", "email": "email"}
+
+
+def _column_key(title: str) -> str:
+    key = _HEADER_SEPARATORS.sub("_", title.replace("\ufeff", "").strip().lower()).strip("_")
+    return _COLUMN_ALIASES.get(key, key)
+
+
+def _map_columns(header: list[str], channel: str) -> _Columns | list[_Problem]:
+    positions: dict[str, int] = {}
+    problems: list[_Problem] = []
+    for at, title in enumerate(header):
+        key = _column_key(title)
+        # Excel leaves untitled columns when a stray cell was once edited; they carry no data.
+        if not key:
+            continue
+        if key in positions:
+            message = (
+                f'The columns "{header[positions[key]].strip()}" and "{title.strip()}" have the '
+                "same name. Rename or remove one of them."
+            )
+            problems.append(_Problem(ErrorKind.DUPLICATE_COLUMN, message))
+        else:
+            positions[key] = at
+    address_key = _ADDRESS_COLUMN[channel]
+    for required in ("timezone", address_key):
+        if required not in positions:
+            problems.append(_missing_column(required, address_key, header))
+    if problems:
+        return problems
+    special = {"timezone", address_key, "name"}
+    return _Columns(
+        address=positions[address_key],
+        timezone=positions["timezone"],
+        name=positions.get("name"),
+        variables=tuple((key, at) for key, at in positions.items() if key not in special),
+    )
+
+
+def _missing_column(required: str, address_key: str, header: list[str]) -> _Problem:
+    found = ", ".join(title.strip() for title in header if title.strip()) or "nothing"
+    message = (
+        f'The file has no "{required}" column. The first row must name the columns, for '
+        f"example: timezone,{address_key},name (found: {found})."
+    )
+    return _Problem(ErrorKind.MISSING_COLUMN, message)
+
+
+# --- Phone numbers -------------------------------------------------------------------------------
+
+_PHONE_FORMATTING = re.compile(r"[\s().\-\u00a0]+")
+_DIGITS_MAYBE_PLUS = re.compile(r"\+?[0-9]+")
+_NON_DIGITS = re.compile(r"[^0-9]+")
+_SCIENTIFIC = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?[eE]\+?[0-9]+")
+_COUNTRY_CODES = frozenset(str(code) for code in COUNTRY_CODE_TO_REGION_CODE)
+# Fixed line and mobile come first only because they are what uploads contain: any match is valid.
+_TYPE_DESCRIPTIONS = (
+    "fixed_line",
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+)
+
+
+class _Dialling(NamedTuple):
+    """The parsing rules phonenumbers applies for one region, precompiled."""
+
+    code: str
+    national_prefix: re.Pattern[str] | None
+    international_prefix: re.Pattern[str] | None
+    longest_national: int
+    regions: tuple[tuple[re.Pattern[str] | None, re.Pattern[str]], ...]
+
+
+def _phone_normaliser(default_region: str) -> Callable[[str], str | _Problem]:
+    home = _dialling_for_region(default_region)
+    if home is None:
+        raise ValueError(f"Unknown default phone region {default_region!r}.")
+
+    def normalise(raw: str) -> str | _Problem:
+        return _normalise_phone(raw, home, default_region)
+
+    return normalise
+
+
+def _normalise_phone(raw: str, home: _Dialling, region: str) -> str | _Problem:
+    if not raw:
+        return _Problem(ErrorKind.INVALID_PHONE, "The phone number is missing.")
+    compact = _compact_phone(raw)
+    quick = _quick_e164(compact, home) if compact else None
+    if quick is not None:
+        return quick
+    if _SCIENTIFIC.fullmatch(raw):
+        return _Problem(
+            ErrorKind.EXCEL_SCIENTIFIC_PHONE,
+            f'"{raw}" is a phone number that Excel turned into scientific notation, rounding '
+            "away its last digits. In Excel, format the phone number column as Text, type the "
+            "numbers again, and save.",
+        )
+    return _parse_phone(raw, home, region) or _Problem(
+        ErrorKind.INVALID_PHONE,
+        f'"{raw}" is not a valid phone number. Write it with its country code, for example '
+        "+12125550123.",
+    )
+
+
+def _compact_phone(raw: str) -> str | None:
+    """Return the number as "+digits" or "digits" without spaces, dots, dashes or brackets."""
+    if _DIGITS_MAYBE_PLUS.fullmatch(raw):
+        return raw
+    compact = _PHONE_FORMATTING.sub("", raw)
+    return compact if _DIGITS_MAYBE_PLUS.fullmatch(compact) else None
+
+
+def _parse_phone(raw: str, home: _Dialling, region: str) -> str | None:
+    e164 = _valid_e164(raw, region)
+    if e164 is None and not raw.startswith("+"):
+        digits = _NON_DIGITS.sub("", raw)
+        # Longer than any local number and no trunk 0: the country code is there, only "+" is not.
+        if len(digits) > home.longest_national and not digits.startswith("0"):
+            e164 = _valid_e164("+" + digits, region)
+    return e164
+
+
+def _valid_e164(text: str, region: str) -> str | None:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+def _quick_e164(compact: str, home: _Dialling) -> str | None:
+    """Return the E.164 form when a precompiled check proves phonenumbers agrees, else None."""
+    # phonenumbers.parse + is_valid_number cost ~50µs; this handles the common plain-digits
+    # shapes in ~3µs and leaves anything the library would rewrite (trunk or IDD prefixes,
+    # leading zeros, a country code typed without "+") to the library itself.
+    if compact[0] == "+":
+        digits = compact[1:]
+        code = _country_code_prefix(digits)
+        if code is None:
+            return None
+        dialling, national = _dialling_for_code(code), digits[len(code) :]
+    else:
+        dialling, national = home, compact
+        idd = home.international_prefix
+        if national.startswith(home.code) or (idd is not None and idd.match(national)):
+            return None
+    prefix = dialling.national_prefix
+    if not 2 <= len(national) <= 17 or national[0] == "0" or (prefix and prefix.match(national)):
+        return None
+    if _is_valid_national_number(dialling, national):
+        return "+" + dialling.code + national
+    return None
+
+
+def _country_code_prefix(digits: str) -> str | None:
+    # Calling codes are prefix-free, so the first 1-3 digit match is the code (as in phonenumbers).
+    for code in (digits[:1], digits[:2], digits[:3]):
+        if code in _COUNTRY_CODES:
+            return code
+    return None
+
+
+def _is_valid_national_number(dialling: _Dialling, national: str) -> bool:
+    """Mirror phonenumbers.is_valid_number: pick the region as it does, then match its types."""
+    for leading_digits, valid in dialling.regions:
+        if leading_digits is not None:
+            if leading_digits.match(national):
+                return valid.fullmatch(national) is not None
+        elif valid.fullmatch(national):
+            return True
+    return False
+
+
+@functools.cache
+def _dialling_for_region(region: str) -> _Dialling | None:
+    metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+    return None if metadata is None else _dialling(metadata)
+
+
+@functools.cache
+def _dialling_for_code(code: str) -> _Dialling:
+    region = phonenumbers.region_code_for_country_code(int(code))
+    return _dialling(PhoneMetadata.metadata_for_region_or_calling_code(int(code), region))
+
+
+def _dialling(metadata: PhoneMetadata) -> _Dialling:
+    return _Dialling(
+        code=str(metadata.country_code),
+        national_prefix=_compile_or_none(metadata.national_prefix_for_parsing),
+        international_prefix=_compile_or_none(metadata.international_prefix),
+        longest_national=max(metadata.general_desc.possible_length or (15,)),
+        regions=_region_patterns(str(metadata.country_code)),
+    )
+
+
+def _compile_or_none(pattern: str | None) -> re.Pattern[str] | None:
+    return re.compile(pattern) if pattern else None
+
+
+@functools.cache
+def _region_patterns(code: str) -> tuple[tuple[re.Pattern[str] | None, re.Pattern[str]], ...]:
+    regions = COUNTRY_CODE_TO_REGION_CODE[int(code)]
+    if len(regions) == 1:
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(int(code), regions[0])
+        return ((None, _valid_number_pattern(metadata)),)
+    patterns = []
+    for region in regions:
+        metadata = PhoneMetadata.metadata_for_region(region, None)
+        if metadata is not None:
+            leading = _compile_or_none(metadata.leading_digits)
+            patterns.append((leading, _valid_number_pattern(metadata)))
+    return tuple(patterns)
+
+
+def _valid_number_pattern(metadata: PhoneMetadata) -> re.Pattern[str]:
+    """One regex equal to phonenumbers' "general pattern and any number type" check."""
+    names = list(_TYPE_DESCRIPTIONS)
+    if not metadata.same_mobile_and_fixed_line_pattern:
+        names.insert(0, "mobile")
+    types = [_description_regex(getattr(metadata, name)) for name in names]
+    any_type = "|".join(regex for regex in types if regex) or "(?!)"
+    general = _description_regex(metadata.general_desc) or "(?!)"
+    return re.compile(f"(?={general}\\Z)(?:{any_type})")
+
+
+def _description_regex(description: PhoneNumberDesc | None) -> str | None:
+    pattern = description.national_number_pattern if description else None
+    if not pattern:
+        return None
+    lengths = description.possible_length
+    if not lengths:
+        return f"(?:{pattern})"
+    # A length of -1 is how the metadata says "no numbers of this type".
+    allowed = "|".join(f"[0-9]{{{length}}}" for length in lengths if length > 0)
+    return f"(?=(?:{allowed})\\Z)(?:{pattern})" if allowed else None
+
+
+# --- Email addresses -----------------------------------------------------------------------------
+
+# Django's own patterns, compiled once, so the quick check accepts exactly what validate_email does.
+_EMAIL_USER = re.compile(EmailValidator.user_regex.pattern, EmailValidator.user_regex.flags)
+_EMAIL_DOMAIN = re.compile(EmailValidator.domain_regex.pattern, EmailValidator.domain_regex.flags)
+
+
+def _normalise_email(raw: str) -> str | _Problem:
+    if not raw:
+        return _Problem(ErrorKind.INVALID_EMAIL, "The email address is missing.")
+    if not _is_valid_email(raw):
+        return _Problem(
+            ErrorKind.INVALID_EMAIL,
+            f'"{raw}" is not a valid email address. Check it for typos and spaces, like '
+            "name@example.com.",
+        )
+    # Mailboxes are case-insensitive in practice, so one lowercase form makes duplicates and
+    # suppression lists compare cleanly.
+    return raw.lower()
+
+
+def _is_valid_email(value: str) -> bool:
+    if len(value) > 320 or "@" not in value:
+        return False
+    user, domain = value.rsplit("@", 1)
+    if not _EMAIL_USER.match(user):
+        return False
+    if _EMAIL_DOMAIN.match(domain):
+        return True
+    # Rare forms (localhost, [IP] literals) go to Django itself.
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return True
+
+
+# --- Timezones -----------------------------------------------------------------------------------
+
+# Abbreviations and fixed-offset zones ignore daylight saving the way people expect ("EST" stays
+# UTC-5 all summer), so they are refused even where tzdata knows them, with a city to use instead.
+_ABBREVIATIONS = {
+    "EST": "America/New_York",
+    "EDT": "America/New_York",
+    "ET": "America/New_York",
+    "EST5EDT": "America/New_York",
+    "CST": "America/Chicago",
+    "CDT": "America/Chicago",
+    "CT": "America/Chicago",
+    "CST6CDT": "America/Chicago",
+    "MST": "America/Denver",
+    "MDT": "America/Denver",
+    "MT": "America/Denver",
+    "MST7MDT": "America/Denver",
+    "PST": "America/Los_Angeles",
+    "PDT": "America/Los_Angeles",
+    "PT": "America/Los_Angeles",
+    "PST8PDT": "America/Los_Angeles",
+    "AKST": "America/Anchorage",
+    "HST": "Pacific/Honolulu",
+    "BST": "Europe/London",
+    "WET": "Europe/Lisbon",
+    "CET": "Europe/Paris",
+    "CEST": "Europe/Paris",
+    "MET": "Europe/Paris",
+    "EET": "Europe/Athens",
+    "IST": "Asia/Kolkata",
+    "JST": "Asia/Tokyo",
+    "AEST": "Australia/Sydney",
+    "AEDT": "Australia/Sydney",
+}
+_NOT_PLACES = frozenset({"Factory", "localtime"})
+
+
+@functools.cache
+def _timezone_names() -> dict[str, str]:
+    """Every accepted IANA name, keyed by itself and by its lowercase spelling."""
+    names: dict[str, str] = {}
+    for name in sorted(zoneinfo.available_timezones() - _NOT_PLACES):
+        if name.upper() not in _ABBREVIATIONS:
+            names[name] = name
+            names.setdefault(name.lower(), name)
+    return names
+
+
+@functools.cache
+def _timezone_cities() -> dict[str, str]:
+    """Canonical zone names keyed by their lowercase city, such as "new_york"."""
+    cities: dict[str, str] = {}
+    for name in sorted(set(_timezone_names().values())):
+        if "/" in name:
+            cities.setdefault(name.rsplit("/", 1)[1].lower(), name)
+    return cities
+
+
+def _canonical_timezone(value: str) -> str | None:
+    names = _timezone_names()
+    return names.get(value) or names.get(value.lower())
+
+
+def _timezone_reader(default: str) -> Callable[[str], str | _Problem]:
+    names = _timezone_names()
+
+    def timezone_for(raw: str) -> str | _Problem:
+        if not raw:
+            return default
+        return names.get(raw) or names.get(raw.lower()) or _timezone_problem(raw, default)
+
+    return timezone_for
+
+
+@functools.lru_cache(maxsize=4096)
+def _timezone_problem(raw: str, default: str) -> _Problem:
+    suggestion = _suggest_timezone(raw)
+    if raw.upper() in _ABBREVIATIONS:
+        advice = f'Abbreviations are unclear about daylight saving; use "{suggestion}" instead.'
+    elif suggestion:
+        advice = f'Did you mean "{suggestion}"?'
+    else:
+        advice = (
+            'Use a name from the IANA list, such as "America/New_York" or "Europe/London", '
+            f"or leave the cell blank to use {default}."
+        )
+    return _Problem(ErrorKind.INVALID_TIMEZONE, f'"{raw}" is not a timezone name. {advice}')
+
+
+def _suggest_timezone(raw: str) -> str | None:
+    if raw.upper() in _ABBREVIATIONS:
+        return _ABBREVIATIONS[raw.upper()]
+    lowered = raw.lower()
+    city = _timezone_cities().get(_HEADER_SEPARATORS.sub("_", lowered))
+    if city:
+        return city
+    names = _timezone_names()
+    close = difflib.get_close_matches(lowered, [key for key in names if key.islower()], n=1)
+    return names[close[0]] if close else None
