@@ -23,6 +23,8 @@ class Command(BaseCommand):
     def handle(self, *args: object, **opts: int) -> None:
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             raise CommandError("REDIS_URL is set: run `celery -A outreach_site worker --beat`.")
+        # Celery finds tasks lazily; the worker must know them all before it ticks.
+        app.loader.import_default_modules()
         entries = {
             name: (maybe_schedule(entry["schedule"]), entry)
             for name, entry in app.conf.beat_schedule.items()

@@ -1,0 +1,350 @@
+"""The dispatcher's tick: start due campaigns and lists, release due messages inside each
+recipient's window, and finish what is done.
+
+A tick reads only due rows: every queued message carries `eligible_at`, the earliest instant it
+needs looking at, indexed for queued messages. Those outside their window are moved to their
+next window, so a tick costs the same with ten thousand or ten million messages queued.
+"""
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count
+from django.db.models.functions import Substr
+from django.utils import timezone
+
+from campaigns.models import Campaign, Channel, Status
+from campaigns.services import activity_record, campaign_start
+from delivery import windows
+from delivery.models import Message, MessageStatus, Suppression
+from recipients.models import ListStatus, RecipientList
+
+
+def lease() -> timedelta:
+    """A claim not handed over within this is released again; one handed over but not recorded
+    within it becomes "unknown". Long enough for the throttle's longest wait."""
+    return timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
+
+
+# Statuses in which a message may still change on its own: a list with none of them is done.
+PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.SENT)
+FAILED = (MessageStatus.FAILED, MessageStatus.UNDELIVERED, MessageStatus.BOUNCED)
+# Largest batch handed to one task: SendGrid takes 1,000 personalizations per request.
+MAX_BATCH = {Channel.SMS: 200, Channel.EMAIL: 1000}
+
+SendBatch = Callable[[list[int]], object]
+
+
+@dataclass
+class TickReport:
+    now: datetime
+    started: list[str] = field(default_factory=list)
+    released: dict[str, int] = field(default_factory=dict)
+    rescheduled: int = 0
+    opted_out: int = 0
+    expired: int = 0
+    assumed_delivered: int = 0
+    finished: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"Tick at {self.now.isoformat()}"]
+        out += [f"  started {name}" for name in self.started]
+        out += [f"  {name}: released {n}" for name, n in self.released.items()]
+        if not self.released:
+            out.append("  nothing released")
+        out += [f"  finished {name}" for name in self.finished]
+        for label in ("rescheduled", "opted_out", "expired", "assumed_delivered"):
+            if getattr(self, label):
+                out.append(f"  {label.replace('_', ' ')}: {getattr(self, label)}")
+        return out
+
+
+def tick_seconds() -> float:
+    return float(getattr(settings, "DISPATCH_TICK_SECONDS", 2))
+
+
+def dispatch_tick(now: datetime | None = None, *, send: SendBatch | None = None) -> TickReport:
+    """Runs one tick at `now`; batches go to `send` (default: the Celery task, after commit)."""
+    now = now or timezone.now()
+    send = send or _enqueue
+    report = TickReport(now=now)
+    _start_scheduled_campaigns(now, report)
+    report.expired = expire_leases(now)
+    report.assumed_delivered = assume_delivered(now)
+    campaigns = Campaign.objects.filter(
+        status__in=[Status.IN_PROGRESS, Status.PAUSED]
+    ).select_related("sender", "org")
+    for campaign in campaigns:
+        _move_lists(campaign, now)
+        if campaign.status == Status.IN_PROGRESS:
+            released = _release(campaign, now, send, report)
+            if released:
+                report.released[campaign.name] = released
+    for campaign in Campaign.objects.filter(status__in=[Status.IN_PROGRESS, Status.ACTIVE_RETRIES]):
+        if campaign_finish_if_done(campaign, now):
+            report.finished.append(campaign.name)
+    return report
+
+
+def _enqueue(ids: list[int]) -> None:
+    from delivery.tasks import send_batch
+
+    transaction.on_commit(lambda: send_batch.delay(ids))
+
+
+# ---------------------------------------------------------------- campaigns and lists
+
+
+def _start_scheduled_campaigns(now: datetime, report: TickReport) -> None:
+    due = Campaign.objects.filter(status=Status.SCHEDULED, run_at__lte=now).order_by("run_at")
+    for campaign in due:
+        if campaign_start(campaign, now=now, actor=None):
+            report.started.append(campaign.name)
+
+
+def _move_lists(campaign: Campaign, now: datetime) -> None:
+    """Starts lists whose start has come and ends lists whose end has passed."""
+    RecipientList.objects.filter(
+        campaign=campaign, status=ListStatus.SCHEDULED, start_at__lte=now
+    ).update(status=ListStatus.IN_PROGRESS)
+    ended = RecipientList.objects.filter(
+        campaign=campaign,
+        status__in=[ListStatus.SCHEDULED, ListStatus.IN_PROGRESS],
+        end_at__lte=now,
+    )
+    for recipient_list in ended:
+        with transaction.atomic():
+            Message.objects.filter(
+                recipient_list=recipient_list, status=MessageStatus.QUEUED
+            ).update(status=MessageStatus.NOT_CONTACTED, final_at=now)
+            recipient_list.status = ListStatus.COMPLETED
+            recipient_list.save(update_fields=["status"])
+
+
+def campaign_finish_if_done(campaign: Campaign, now: datetime) -> bool:
+    """Completes lists with nothing pending, then the campaign when all its lists are done."""
+    lists = RecipientList.objects.filter(campaign=campaign, status=ListStatus.IN_PROGRESS)
+    for recipient_list in lists:
+        if not recipient_list.messages.filter(status__in=PENDING).exists():
+            recipient_list.status = ListStatus.COMPLETED
+            recipient_list.save(update_fields=["status"])
+    if RecipientList.objects.filter(
+        campaign=campaign, status__in=[ListStatus.SCHEDULED, ListStatus.IN_PROGRESS]
+    ).exists():
+        return False
+    if not RecipientList.objects.filter(campaign=campaign).exists():
+        return False
+    messages = Message.objects.filter(campaign=campaign)
+    if messages.filter(status__in=PENDING).exists():
+        return False
+    if (
+        campaign.channel == Channel.EMAIL
+        and messages.filter(status=MessageStatus.DEFERRED).exists()
+    ):
+        status = Status.ACTIVE_RETRIES
+    elif messages.filter(status__in=FAILED).exists():
+        status = Status.COMPLETE_WITH_ERRORS
+    else:
+        status = Status.COMPLETE
+    if status == campaign.status:
+        return False
+    Campaign.objects.filter(pk=campaign.pk).update(
+        status=status, finished_at=now, last_activity_at=now
+    )
+    campaign.status = status
+    activity_record(
+        org=campaign.org,
+        actor=None,
+        verb="finished",
+        subject=campaign.name,
+        campaign=campaign,
+        detail=Status(status).label,
+    )
+    return True
+
+
+# ---------------------------------------------------------------- leases and assumed delivery
+
+
+def expire_leases(now: datetime) -> int:
+    """Claims whose lease ran out: never handed over → queued again; handed over → unknown."""
+    expired = Message.objects.filter(status=MessageStatus.SENDING, lease_until__lt=now)
+    requeued = expired.filter(handed_at__isnull=True).update(
+        status=MessageStatus.QUEUED, lease_until=None, eligible_at=now
+    )
+    unknown = expired.filter(handed_at__isnull=False).update(
+        status=MessageStatus.UNKNOWN,
+        lease_until=None,
+        error_message="No result recorded before the lease expired; the provider may have it.",
+    )
+    return requeued + unknown
+
+
+def assume_delivered(now: datetime) -> int:
+    hours = float(getattr(settings, "ASSUMED_DELIVERED_AFTER_HOURS", 24))
+    return Message.objects.filter(
+        status=MessageStatus.SENT,
+        sent_at__lt=now - timedelta(hours=hours),
+        campaign__channel=Channel.SMS,
+    ).update(status=MessageStatus.ASSUMED_DELIVERED, final_at=now)
+
+
+# ---------------------------------------------------------------- release
+
+
+def _budget(campaign: Campaign) -> int:
+    """How many to claim this tick: the sender's rate over one tick, less claims still waiting."""
+    per_tick = math.ceil(campaign.sender.messages_per_second * tick_seconds())
+    waiting = Message.objects.filter(
+        campaign=campaign, status=MessageStatus.SENDING, handed_at__isnull=True
+    ).count()
+    return max(0, per_tick - waiting)
+
+
+def _release(campaign: Campaign, now: datetime, send: SendBatch, report: TickReport) -> int:
+    budget = _budget(campaign)
+    if not budget:
+        return 0
+    lists = {
+        rl.pk: rl
+        for rl in RecipientList.objects.filter(campaign=campaign, status=ListStatus.IN_PROGRESS)
+    }
+    if not lists:
+        return 0
+    claimed: list[int] = []
+    with transaction.atomic():
+        # Fetch a few more than the budget: some will turn out to be outside their window.
+        candidates = _due_candidates(campaign, now, list(lists), budget * 2)
+        if not candidates:
+            return 0
+        rules = _WindowRules(campaign)
+        open_now: list[tuple[int, str]] = []
+        later: dict[datetime | None, list[int]] = defaultdict(list)
+        for message_id, address, tz, list_id in candidates:
+            recipient_list = lists[list_id]
+            when = rules.next_eligible(now, address, tz, recipient_list)
+            if when is not None and when <= now:
+                open_now.append((message_id, address))
+            else:
+                later[when or recipient_list.end_at].append(message_id)
+        for when, ids in later.items():
+            Message.objects.filter(pk__in=ids, status=MessageStatus.QUEUED).update(
+                eligible_at=when or now + timedelta(days=7)
+            )
+            report.rescheduled += len(ids)
+        open_now = open_now[:budget]
+        suppressed = _suppressed(campaign.org_id, [address for _, address in open_now])
+        if suppressed:
+            ids = [mid for mid, address in open_now if address in suppressed]
+            report.opted_out += Message.objects.filter(
+                pk__in=ids, status=MessageStatus.QUEUED
+            ).update(status=MessageStatus.OPTED_OUT, final_at=now)
+        claimed = claim([mid for mid, address in open_now if address not in suppressed], now=now)
+    # Only after the claims are committed: a crash while sending must find them claimed.
+    size = max(1, min(MAX_BATCH[campaign.channel], len(claimed)))
+    for start in range(0, len(claimed), size):
+        send(claimed[start : start + size])
+    return len(claimed)
+
+
+def _due_candidates(
+    campaign: Campaign, now: datetime, list_ids: list[int], limit: int
+) -> list[tuple[int, str, str, int]]:
+    due = (
+        Message.objects.filter(
+            campaign=campaign,
+            status=MessageStatus.QUEUED,
+            eligible_at__lte=now,
+            recipient_list_id__in=list_ids,
+        )
+        .order_by("eligible_at", "id")
+        .values_list("id", "address", "timezone", "recipient_list_id")[:limit]
+    )
+    if connection.features.has_select_for_update_skip_locked:
+        # A second dispatcher skips the rows this one is looking at instead of waiting.
+        due = due.select_for_update(skip_locked=True, of=("self",))
+    return list(due)
+
+
+def claim(message_ids: Iterable[int], *, now: datetime) -> list[int]:
+    """Marks queued messages as sending with a lease; returns those this call claimed."""
+    ids = list(message_ids)
+    if not ids:
+        return []
+    table = Message._meta.db_table
+    marks = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, lease_until = %s, handed_at = NULL"
+            f" WHERE id IN ({marks}) AND status = %s RETURNING id",
+            [MessageStatus.SENDING, now + lease(), *ids, MessageStatus.QUEUED],
+        )
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def _suppressed(org_id: int, addresses: list[str]) -> set[str]:
+    if not addresses:
+        return set()
+    return set(
+        Suppression.objects.filter(org_id=org_id, address__in=addresses).values_list(
+            "address", flat=True
+        )
+    )
+
+
+class _WindowRules:
+    """The campaign's hours for each recipient, with legal quiet hours, cached per kind."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.hours = campaign.weekly_hours
+        self.quiet = campaign.channel == Channel.SMS and campaign.org.quiet_hours
+        self._hours_cache: dict[object, windows.WeeklyHours] = {}
+
+    def hours_for(self, address: str) -> windows.WeeklyHours:
+        if not self.quiet:
+            return self.hours
+        quiet = windows.quiet_hours_for(address)
+        if quiet not in self._hours_cache:
+            self._hours_cache[quiet] = (
+                self.hours if quiet is None else windows.intersect(self.hours, quiet)
+            )
+        return self._hours_cache[quiet]
+
+    def next_eligible(
+        self, now: datetime, address: str, tz: str, recipient_list: RecipientList
+    ) -> datetime | None:
+        return windows.next_eligible(
+            now,
+            self.hours_for(address),
+            tz,
+            start=recipient_list.start_at,
+            end=recipient_list.end_at,
+        )
+
+
+def queued_groups(
+    campaign: Campaign, *, recipient_list: RecipientList | None = None
+) -> list[windows.QueuedGroup]:
+    """The campaign's queued messages grouped by timezone and quiet hours, for the forecast."""
+    messages = Message.objects.filter(campaign=campaign, status=MessageStatus.QUEUED)
+    if recipient_list is not None:
+        messages = messages.filter(recipient_list=recipient_list)
+    # Grouped in the database by timezone and country + area code, which decide quiet hours.
+    rows = (
+        messages.annotate(prefix=Substr("address", 1, 5))
+        .values_list("timezone", "prefix")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    quiet = campaign.channel == Channel.SMS and campaign.org.quiet_hours
+    counts: dict[tuple[str, object], int] = defaultdict(int)
+    for tz, prefix, n in rows:
+        # A made-up subscriber number after the real area code tells the state.
+        hours = windows.quiet_hours_for(prefix + "2345678") if quiet else None
+        counts[(tz, hours)] += n
+    return [windows.QueuedGroup(tz, n, q) for (tz, q), n in counts.items()]

@@ -1,0 +1,33 @@
+"""The public URLs we hand to providers and recipients, built on PUBLIC_BASE_URL."""
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+
+_UNSUBSCRIBE_SALT = "outreach.unsubscribe"
+
+
+def public_url(path: str) -> str:
+    return settings.PUBLIC_BASE_URL.rstrip("/") + path
+
+
+def status_callback_url(message_id: int) -> str:
+    """Twilio's StatusCallback for one message: the path carries our id for reconciliation."""
+    return public_url(reverse("delivery:twilio_status", args=[message_id]))
+
+
+def unsubscribe_token(message_id: int) -> str:
+    return signing.dumps(message_id, salt=_UNSUBSCRIBE_SALT, compress=True)
+
+
+def unsubscribe_message_id(token: str) -> int | None:
+    """The message id a token was signed for, or None for a forged or altered token."""
+    try:
+        value = signing.loads(token, salt=_UNSUBSCRIBE_SALT)
+    except signing.BadSignature:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def unsubscribe_url(message_id: int) -> str:
+    return public_url(reverse("delivery:unsubscribe", args=[unsubscribe_token(message_id)]))

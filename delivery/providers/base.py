@@ -1,0 +1,74 @@
+"""Provider-neutral values: what the engine hands a provider and what it gets back."""
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+
+
+@dataclass(frozen=True)
+class OutboundSms:
+    message_id: int
+    to: str
+    # An E.164 number, or a Twilio Messaging Service SID ("MG…") that picks the number itself.
+    sender: str
+    body: str
+    status_callback: str
+    # Seconds the provider may keep the message queued; Twilio allows 1..36000.
+    validity_period: int | None = None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class OutboundEmail:
+    message_id: int
+    to: str
+    to_name: str
+    from_email: str
+    from_name: str
+    reply_to: str
+    subject: str
+    html: str
+    text: str
+    unsubscribe_url: str
+    attachments: tuple[Attachment, ...] = ()
+
+
+class ResultKind(StrEnum):
+    ACCEPTED = "accepted"
+    OPTED_OUT = "opted_out"
+    FAILED = "failed"
+    THROTTLED = "throttled"
+    # The provider may or may not have the message (5xx, timeout): it must never be resent blindly.
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message_id: int
+    kind: ResultKind
+    provider_id: str = ""
+    error_code: str = ""
+    error_message: str = ""
+    retry_after: float | None = None
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), else None."""
+    value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.replace(".", "", 1).isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None

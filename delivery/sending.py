@@ -1,0 +1,301 @@
+"""Sending claimed messages: hand each batch over, call the provider, record every result.
+
+The order is what makes a message go at most once: claimed (status sending, by the tick), then
+handed over (handed_at committed, by one conditional UPDATE that only one caller can win), then
+the provider call, then the result. A redelivered task or a second worker finds nothing left to
+hand over; a worker killed after the handover leaves "unknown", which the provider's callback
+(carrying our id) reconciles.
+"""
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from campaigns.models import Campaign, Channel, MessageTemplate
+from campaigns.rendering import UNSUBSCRIBE_VARIABLE, render
+from delivery import links
+from delivery.models import Message, MessageStatus, SendHour, SuppressionReason
+from delivery.providers import get_email_provider, get_sms_provider
+from delivery.providers.base import (
+    Attachment,
+    OutboundEmail,
+    OutboundSms,
+    ResultKind,
+    SendResult,
+)
+from delivery.services import suppressed_addresses, suppression_add
+from delivery.throttle import Throttle, get_throttle
+from delivery.windows import window_end
+
+# Twilio's ValidityPeriod bounds, in seconds.
+VALIDITY_MIN, VALIDITY_MAX = 1, 36_000
+# After a 429 without Retry-After, the sender rests this long before trying again.
+THROTTLE_BACKOFF_SECONDS = 2.0
+
+
+@dataclass
+class SendReport:
+    handed: int = 0
+    skipped: int = 0
+    results: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def as_dict(self) -> dict:
+        return {"handed": self.handed, "skipped": self.skipped, **self.results}
+
+
+def send_batch(
+    message_ids: Sequence[int], *, providers: dict | None = None, throttle: Throttle | None = None
+) -> SendReport:
+    """Sends the claimed messages among `message_ids`, paced by each sender's throttle."""
+    report = SendReport()
+    throttle = throttle or get_throttle()
+    messages = list(
+        Message.objects.filter(
+            pk__in=message_ids, status=MessageStatus.SENDING, handed_at__isnull=True
+        ).order_by("id")
+    )
+    report.skipped = len(message_ids) - len(messages)
+    by_campaign: dict[int, list[Message]] = defaultdict(list)
+    for message in messages:
+        by_campaign[message.campaign_id].append(message)
+    for campaign_id, group in by_campaign.items():
+        campaign = Campaign.objects.select_related("sender", "template", "org").get(pk=campaign_id)
+        provider = (providers or {}).get(campaign.channel) or (
+            get_sms_provider() if campaign.channel == Channel.SMS else get_email_provider()
+        )
+        _send_campaign_group(campaign, group, provider, throttle, report)
+    return report
+
+
+def _chunk_size(campaign: Campaign) -> int:
+    # A tenth of a second's worth per request: even pacing, and never a second over the limit.
+    rate = campaign.sender.messages_per_second
+    cap = 1000 if campaign.channel == Channel.EMAIL else 100
+    return max(1, min(cap, int(rate / 10)))
+
+
+def _send_campaign_group(
+    campaign: Campaign,
+    messages: list[Message],
+    provider: object,
+    throttle: Throttle,
+    report: SendReport,
+) -> None:
+    sender, size = campaign.sender, _chunk_size(campaign)
+    attachments = _attachments(campaign.template) if campaign.channel == Channel.EMAIL else ()
+    for start in range(0, len(messages), size):
+        chunk = messages[start : start + size]
+        delay = throttle.reserve(sender.pk, sender.messages_per_second, len(chunk))
+        if delay > 0:
+            time.sleep(delay)
+        now = timezone.now()
+        chunk = _drop_suppressed(campaign, chunk, now)
+        handed = hand_over([m.pk for m in chunk], now=now)
+        chunk = [m for m in chunk if m.pk in handed]
+        report.handed += len(chunk)
+        if not chunk:
+            continue
+        if campaign.channel == Channel.SMS:
+            outbound = [_sms(campaign, m, now) for m in chunk]
+        else:
+            outbound = [_email(campaign, m, attachments) for m in chunk]
+        results = provider.send(outbound)
+        record_results(campaign, results, now=timezone.now(), throttle=throttle)
+        for result in results:
+            report.results[result.kind.value] += 1
+
+
+def _drop_suppressed(campaign: Campaign, chunk: list[Message], now: datetime) -> list[Message]:
+    """A STOP that arrived after the claim still stops the message."""
+    suppressed = suppressed_addresses(org_id=campaign.org_id, addresses=[m.address for m in chunk])
+    if not suppressed:
+        return chunk
+    Message.objects.filter(
+        pk__in=[m.pk for m in chunk if m.address in suppressed], status=MessageStatus.SENDING
+    ).update(status=MessageStatus.OPTED_OUT, final_at=now, lease_until=None)
+    return [m for m in chunk if m.address not in suppressed]
+
+
+def hand_over(message_ids: Iterable[int], *, now: datetime) -> set[int]:
+    """Commits handed_at on claimed messages not yet handed over; returns those this call won."""
+    ids = list(message_ids)
+    if not ids:
+        return set()
+    marks = ", ".join(["%s"] * len(ids))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Message._meta.db_table} SET handed_at = %s, attempts = attempts + 1"
+            f" WHERE id IN ({marks}) AND status = %s AND handed_at IS NULL RETURNING id",
+            [now, *ids, MessageStatus.SENDING],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _values(message: Message, extra: dict[str, str] | None = None) -> dict[str, str]:
+    values = {k: str(v) for k, v in (message.variables or {}).items()}
+    values.setdefault("name", message.name)
+    values.setdefault("first_name", message.name.split()[0] if message.name.split() else "")
+    if extra:
+        values.update(extra)
+    return values
+
+
+def _sms(campaign: Campaign, message: Message, now: datetime) -> OutboundSms:
+    sender = campaign.sender
+    return OutboundSms(
+        message_id=message.pk,
+        to=message.address,
+        sender=sender.phone_number or sender.messaging_service_sid,
+        body=render(campaign.template.body, _values(message)),
+        status_callback=links.status_callback_url(message.pk),
+        validity_period=_validity(campaign, message, now),
+    )
+
+
+def _validity(campaign: Campaign, message: Message, now: datetime) -> int | None:
+    """Seconds left in the recipient's window, so Twilio's queue cannot deliver after hours."""
+    from delivery.dispatch import _WindowRules
+
+    hours = _WindowRules(campaign).hours_for(message.address)
+    closes = window_end(now, hours, message.timezone)
+    if closes is None:
+        return VALIDITY_MIN
+    return max(VALIDITY_MIN, min(VALIDITY_MAX, int((closes - now).total_seconds())))
+
+
+def _email(
+    campaign: Campaign, message: Message, attachments: tuple[Attachment, ...]
+) -> OutboundEmail:
+    template, sender = campaign.template, campaign.sender
+    unsubscribe = links.unsubscribe_url(message.pk)
+    values = _values(message, {UNSUBSCRIBE_VARIABLE: unsubscribe})
+    return OutboundEmail(
+        message_id=message.pk,
+        to=message.address,
+        to_name=message.name,
+        from_email=sender.from_email,
+        from_name=sender.from_name,
+        reply_to=sender.reply_to,
+        subject=render(template.subject, values),
+        html=render(template.html_body, values, html=True),
+        text=render(template.text_body, values),
+        unsubscribe_url=unsubscribe,
+        attachments=attachments,
+    )
+
+
+def _attachments(template: MessageTemplate) -> tuple[Attachment, ...]:
+    found = []
+    for attachment in template.attachments.all():
+        with attachment.file.open("rb") as f:
+            found.append(Attachment(attachment.filename, attachment.content_type, f.read()))
+    return tuple(found)
+
+
+# ---------------------------------------------------------------- results
+
+
+def record_results(
+    campaign: Campaign, results: Sequence[SendResult], *, now: datetime, throttle: Throttle
+) -> None:
+    """Writes each result onto its message; only messages still sending are changed."""
+    by_kind: dict[ResultKind, list[SendResult]] = defaultdict(list)
+    for result in results:
+        by_kind[result.kind].append(result)
+    _record_accepted(by_kind.get(ResultKind.ACCEPTED, []), now)
+    handed = len(results) - len(by_kind.get(ResultKind.THROTTLED, []))
+    if handed:
+        _count_sends(campaign.pk, now, handed)
+    sending = Message.objects.filter(status=MessageStatus.SENDING)
+    for result in by_kind.get(ResultKind.FAILED, []):
+        sending.filter(pk=result.message_id).update(
+            status=MessageStatus.FAILED,
+            error_code=result.error_code[:20],
+            error_message=result.error_message[:500],
+            final_at=now,
+            lease_until=None,
+        )
+    for result in by_kind.get(ResultKind.UNKNOWN, []):
+        sending.filter(pk=result.message_id).update(
+            status=MessageStatus.UNKNOWN,
+            error_code=result.error_code[:20],
+            error_message=(result.error_message or "No answer from the provider.")[:500],
+            lease_until=None,
+        )
+    opted_out = by_kind.get(ResultKind.OPTED_OUT, [])
+    for result in opted_out:
+        sending.filter(pk=result.message_id).update(
+            status=MessageStatus.OPTED_OUT,
+            error_code=result.error_code[:20],
+            error_message=result.error_message[:500],
+            final_at=now,
+            lease_until=None,
+        )
+        message = Message.objects.filter(pk=result.message_id).only("org_id", "address").first()
+        if message is not None:
+            suppression_add(
+                org=message.org_id,
+                address=message.address,
+                reason=SuppressionReason.PROVIDER_OPT_OUT,
+                detail=f"provider error {result.error_code}",
+                message=message,
+            )
+    throttled = by_kind.get(ResultKind.THROTTLED, [])
+    if throttled:
+        backoff = max((r.retry_after or THROTTLE_BACKOFF_SECONDS) for r in throttled)
+        throttle.penalise(campaign.sender_id, backoff)
+        # The provider refused them, so they certainly did not go: queue them again.
+        sending.filter(pk__in=[r.message_id for r in throttled]).update(
+            status=MessageStatus.QUEUED,
+            handed_at=None,
+            lease_until=None,
+            eligible_at=now + timedelta(seconds=backoff),
+        )
+
+
+def _count_sends(campaign_id: int, now: datetime, n: int) -> None:
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {SendHour._meta.db_table} (campaign_id, hour, count) VALUES (%s, %s, %s)"
+            f" ON CONFLICT (campaign_id, hour) DO UPDATE SET count ="
+            f" {SendHour._meta.db_table}.count + EXCLUDED.count",
+            [campaign_id, hour, n],
+        )
+
+
+def _record_accepted(accepted: list[SendResult], now: datetime) -> None:
+    if not accepted:
+        return
+    rows = ", ".join(["(%s, %s)"] * len(accepted))
+    params: list[object] = []
+    for result in accepted:
+        params += [result.message_id, result.provider_id[:64]]
+    table = Message._meta.db_table
+    with connection.cursor() as cursor:
+        # One statement for the batch; a callback that already moved a message on wins.
+        cursor.execute(
+            f"WITH v(id, provider_id) AS (VALUES {rows}) "
+            f"UPDATE {table} SET status = CASE WHEN {table}.status = %s THEN %s"
+            f" ELSE {table}.status END,"
+            f" provider_id = v.provider_id, sent_at = COALESCE({table}.sent_at, %s),"
+            f" lease_until = NULL FROM v WHERE {table}.id = CAST(v.id AS bigint)"
+            f" AND {table}.status IN (%s, %s, %s, %s, %s, %s)",
+            [
+                *params,
+                MessageStatus.SENDING,
+                MessageStatus.SENT,
+                now,
+                MessageStatus.SENDING,
+                MessageStatus.SENT,
+                MessageStatus.DELIVERED,
+                MessageStatus.UNDELIVERED,
+                MessageStatus.FAILED,
+                MessageStatus.DEFERRED,
+            ],
+        )

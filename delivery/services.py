@@ -1,0 +1,240 @@
+"""Writes of the delivery app: provider events onto messages, suppressions, replies."""
+
+import re
+from datetime import datetime
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from campaigns.models import Campaign, Channel, Sender
+from delivery.models import (
+    FINAL_STATUSES,
+    InboundMessage,
+    Message,
+    MessageStatus,
+    ProcessedEvent,
+    ReplyKind,
+    Suppression,
+    SuppressionReason,
+    statuses_before,
+)
+from orgs.models import Organization
+from recipients.models import Contact
+
+# ---------------------------------------------------------------- provider events
+
+
+def message_status_apply(
+    *,
+    message_id: int,
+    status: str,
+    provider_id: str = "",
+    error_code: str = "",
+    error_message: str = "",
+    at: datetime | None = None,
+    address: str | None = None,
+) -> bool:
+    """Moves one message forward to `status` (never backwards); False when nothing changed.
+
+    The provider id, and the address when given, must match the message: a callback can never
+    touch a message other than the one the provider sent, whatever id it carries.
+    """
+    at = at or timezone.now()
+    messages = Message.objects.filter(pk=message_id, status__in=statuses_before(status))
+    if provider_id:
+        # An "unknown" message has no provider id yet; the callback reconciles it.
+        messages = messages.filter(Q(provider_id=provider_id) | Q(provider_id=""))
+    if address is not None:
+        messages = messages.filter(address__iexact=address)
+    changes: dict = {"status": status}
+    if provider_id:
+        changes["provider_id"] = provider_id
+    if error_code:
+        changes["error_code"] = str(error_code)[:20]
+        changes["error_message"] = error_message[:500]
+    if status != MessageStatus.DEFERRED:
+        changes["sent_at"] = Coalesce(F("sent_at"), at)
+    if status == MessageStatus.DELIVERED:
+        changes["delivered_at"] = at
+    if status in FINAL_STATUSES:
+        changes["final_at"] = at
+        changes["lease_until"] = None
+    return messages.update(**changes) == 1
+
+
+def message_engagement_record(
+    *, message_id: int, kind: str, at: datetime, provider_id: str, address: str
+) -> bool:
+    """Records the first open or click of an email."""
+    field = {"open": "opened_at", "click": "clicked_at"}[kind]
+    messages = Message.objects.filter(pk=message_id, address__iexact=address, **{field: None})
+    if provider_id:
+        messages = messages.filter(provider_id=provider_id)
+    changes = {field: at}
+    first_open = False
+    if kind == "click":
+        # A click without a recorded open still means the email was opened.
+        first_open = messages.filter(opened_at=None).exists()
+        changes["opened_at"] = Coalesce(F("opened_at"), at)
+    message = messages.only("campaign_id").first()
+    if message is None or messages.update(**changes) != 1:
+        return False
+    counter = "opened_count" if kind == "open" else "clicked_count"
+    counters = {counter: F(counter) + 1}
+    if first_open:
+        counters["opened_count"] = F("opened_count") + 1
+    Campaign.objects.filter(pk=message.campaign_id).update(**counters)
+    return True
+
+
+def event_first_time(event_id: str) -> bool:
+    """Claims a provider event id; False when it was already processed (a redelivery)."""
+    try:
+        with transaction.atomic():
+            ProcessedEvent.objects.create(event_id=event_id[:100])
+    except IntegrityError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- suppressions
+
+
+def suppression_add(
+    *,
+    org: Organization | int,
+    address: str,
+    reason: str,
+    detail: str = "",
+    message: Message | None = None,
+    user: AbstractBaseUser | None = None,
+) -> bool:
+    """Adds the address to the organization's suppression list; False if it was already there.
+
+    Its messages still queued become Opted out at once, and the claim re-checks the list, so a
+    STOP that arrives mid-campaign stops the very next message.
+    """
+    org_id = org if isinstance(org, int) else org.pk
+    _, created = Suppression.objects.get_or_create(
+        org_id=org_id,
+        address=address,
+        defaults={
+            "reason": reason,
+            "detail": detail[:255],
+            "message": message,
+            "created_by": user,
+        },
+    )
+    Message.objects.filter(org_id=org_id, address=address, status=MessageStatus.QUEUED).update(
+        status=MessageStatus.OPTED_OUT, final_at=timezone.now()
+    )
+    return created
+
+
+def suppression_remove(*, org: Organization | int, address: str) -> bool:
+    org_id = org if isinstance(org, int) else org.pk
+    deleted, _ = Suppression.objects.filter(org_id=org_id, address=address).delete()
+    return bool(deleted)
+
+
+def suppressed_addresses(*, org_id: int, addresses: list[str]) -> set[str]:
+    """Which of these addresses are on the organization's suppression list."""
+    return set(
+        Suppression.objects.filter(org_id=org_id, address__in=addresses).values_list(
+            "address", flat=True
+        )
+    )
+
+
+def suppressions_apply_to_list(*, recipient_list_id: int, org_id: int) -> int:
+    """Marks a new list's messages to suppressed addresses Opted out; returns how many."""
+    message, suppression = Message._meta.db_table, Suppression._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {message} SET status = %s, final_at = %s WHERE recipient_list_id = %s"
+            f" AND status = %s AND address IN"
+            f" (SELECT address FROM {suppression} WHERE org_id = %s)",
+            [
+                MessageStatus.OPTED_OUT,
+                timezone.now(),
+                recipient_list_id,
+                MessageStatus.QUEUED,
+                org_id,
+            ],
+        )
+        return cursor.rowcount
+
+
+# ---------------------------------------------------------------- inbound SMS
+
+OPT_OUT_KEYWORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+OPT_IN_KEYWORDS = {"START", "UNSTOP", "YES"}
+HELP_KEYWORDS = {"HELP", "INFO"}
+
+
+def reply_kind(body: str) -> ReplyKind:
+    """What an inbound text means: a keyword ("stop all", " Opt Out ") or a reply."""
+    word = re.sub(r"[\s.!]+", "", body).upper()
+    if word in OPT_OUT_KEYWORDS:
+        return ReplyKind.OPT_OUT
+    if word in OPT_IN_KEYWORDS:
+        return ReplyKind.OPT_IN
+    if word in HELP_KEYWORDS:
+        return ReplyKind.HELP
+    return ReplyKind.REPLY
+
+
+def inbound_sms_record(
+    *, from_number: str, to: str, body: str, provider_id: str, messaging_service_sid: str = ""
+) -> list[InboundMessage]:
+    """Records an SMS sent to our numbers for every organization owning that number."""
+    senders = Sender.objects.filter(channel=Channel.SMS).filter(
+        Q(phone_number=to)
+        | (Q(messaging_service_sid=messaging_service_sid) & ~Q(messaging_service_sid=""))
+    )
+    kind = reply_kind(body)
+    recorded = []
+    for sender in senders.select_related("org"):
+        recorded.append(_record_for_org(sender, from_number, body, kind, provider_id))
+    return [r for r in recorded if r is not None]
+
+
+def _record_for_org(
+    sender: Sender, from_number: str, body: str, kind: ReplyKind, provider_id: str
+) -> InboundMessage | None:
+    org = sender.org
+    contact, _ = Contact.objects.get_or_create(org=org, address=from_number)
+    last = (
+        Message.objects.filter(contact=contact, sent_at__isnull=False)
+        .order_by("-sent_at")
+        .values_list("campaign_id", flat=True)
+        .first()
+    )
+    # One provider message may concern several organizations sharing a number.
+    unique_id = f"{provider_id}:{org.pk}"
+    try:
+        with transaction.atomic():
+            reply = InboundMessage.objects.create(
+                org=org,
+                contact=contact,
+                campaign_id=last,
+                sender=sender,
+                inbox=sender.inbox_name,
+                body=body,
+                kind=kind,
+                provider_id=unique_id[:64],
+            )
+    except IntegrityError:
+        return None  # a redelivered webhook
+    if kind == ReplyKind.REPLY and last is not None:
+        Campaign.objects.filter(pk=last).update(replied_count=F("replied_count") + 1)
+    if kind == ReplyKind.OPT_OUT:
+        suppression_add(
+            org=org, address=from_number, reason=SuppressionReason.STOP_REPLY, detail=body[:50]
+        )
+    elif kind == ReplyKind.OPT_IN:
+        suppression_remove(org=org, address=from_number)
+    return reply

@@ -1,0 +1,58 @@
+from datetime import timedelta
+
+from django.utils import timezone
+
+from campaigns.models import Campaign, Status
+from recipients.models import ListStatus
+from tests.factories import CampaignFactory, MessageFactory, RecipientListFactory
+
+WEEKDAYS = {str(d): ["09:00", "17:00"] for d in range(5)}
+
+
+def test_the_page_warns_when_the_end_date_cuts_recipients_off(tenants, admin_client):
+    campaign = CampaignFactory(org=tenants.org, schedule=WEEKDAYS)
+    now = timezone.now()
+    recipient_list = RecipientListFactory(
+        campaign=campaign, start_at=now, end_at=now + timedelta(days=1), recipient_count=50_000
+    )
+    for _ in range(3):
+        MessageFactory(recipient_list=recipient_list)
+    # 3 messages fit easily; the warning needs a queue larger than a day's windows.
+    page = admin_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "3 queued at 1 message per second" in page
+    assert 'data-testid="forecast-warning"' not in page
+    recipient_list.end_at = now + timedelta(minutes=1)
+    recipient_list.save()
+    Campaign.objects.filter(pk=campaign.pk).update(
+        schedule={str(d): ["00:00", "23:59"] for d in range(7)}
+    )
+    tenants.org.quiet_hours = False
+    tenants.org.save()
+    MessageFactory.create_batch(100, recipient_list=recipient_list)
+    page = admin_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "recipients will not be contacted before the end date at 1 message/second" in page
+
+
+def test_the_page_says_when_quiet_hours_narrow_the_schedule(tenants, admin_client):
+    campaign = CampaignFactory(
+        org=tenants.org, schedule={str(d): ["07:00", "22:00"] for d in range(5)}
+    )
+    page = admin_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "Legal quiet hours" in page
+    tenants.org.quiet_hours = False
+    tenants.org.save()
+    assert (
+        "Legal quiet hours" not in admin_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    )
+
+
+def test_a_scheduled_campaign_says_what_it_waits_for(tenants, admin_client):
+    CampaignFactory(org=tenants.org, name="Holder", status=Status.IN_PROGRESS)
+    waiting = CampaignFactory(
+        org=tenants.org,
+        status=Status.SCHEDULED,
+        run_at=timezone.now() - timedelta(minutes=5),
+    )
+    RecipientListFactory(campaign=waiting, status=ListStatus.SCHEDULED)
+    page = admin_client.get(f"/campaigns/{waiting.pk}/").content.decode()
+    assert "Waiting for “Holder” to finish" in page

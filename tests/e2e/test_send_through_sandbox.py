@@ -1,0 +1,92 @@
+"""End to end through the real SDKs: dispatcher → sandbox over HTTP → signed callbacks → final."""
+
+import time
+
+import pytest
+from django.utils import timezone
+
+from campaigns.models import Campaign, Channel, Status
+from campaigns.services import campaign_run
+from delivery.dispatch import dispatch_tick
+from delivery.models import FINAL_STATUSES, Message, MessageStatus, Suppression
+from delivery.sending import send_batch
+from recipients.models import ListStatus
+from tests.factories import (
+    CampaignFactory,
+    EmailSenderFactory,
+    MessageFactory,
+    RecipientListFactory,
+    SmsSenderFactory,
+)
+
+ALL_WEEK = {str(d): ["00:00", "23:59"] for d in range(7)}
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_until_done(campaign: Campaign, sandbox, *, ticks: int = 30) -> None:
+    for _ in range(ticks):
+        dispatch_tick(timezone.now(), send=lambda ids: send_batch(ids))
+        sandbox.wait_idle(10)
+        campaign.refresh_from_db()
+        if campaign.status not in (Status.IN_PROGRESS,):
+            return
+        time.sleep(0.05)
+
+
+def make_campaign(tenants, channel: str, n: int) -> Campaign:
+    tenants.org.quiet_hours = False
+    tenants.org.save()
+    sender_factory = SmsSenderFactory if channel == Channel.SMS else EmailSenderFactory
+    campaign = CampaignFactory(
+        org=tenants.org,
+        channel=channel,
+        schedule=ALL_WEEK,
+        sender=sender_factory(org=tenants.org, rate_limit=500),
+    )
+    recipient_list = RecipientListFactory(campaign=campaign, start_at=timezone.now())
+    for i in range(n):
+        address = f"+1212555{i:04d}" if channel == Channel.SMS else f"person{i}@example.com"
+        MessageFactory(recipient_list=recipient_list, contact__address=address)
+    return campaign
+
+
+def test_sms_go_out_once_each_and_callbacks_drive_them_to_final(tenants, sandbox):
+    # Every message reaches a final status: most delivered, the rest undelivered or failed.
+    sandbox.configure(
+        stop_reply_ratio=0.0, delivered_ratio=0.8, undelivered_ratio=0.5, failed_ratio=1.0
+    )
+    campaign = make_campaign(tenants, Channel.SMS, 40)
+    campaign_run(campaign=campaign, user=tenants.admin)
+    run_until_done(campaign, sandbox)
+    per_message = sandbox.requests_per_message()
+    ids = set(Message.objects.values_list("id", flat=True))
+    assert set(per_message) == ids and set(per_message.values()) == {1}
+    statuses = set(Message.objects.values_list("status", flat=True))
+    assert statuses <= FINAL_STATUSES, statuses
+    assert MessageStatus.DELIVERED in statuses and MessageStatus.UNDELIVERED in statuses
+    assert campaign.status == Status.COMPLETE_WITH_ERRORS
+    assert campaign.recipient_lists.get().status == ListStatus.COMPLETED
+    delivered = Message.objects.filter(status="delivered").first()
+    assert delivered.provider_id.startswith("SM") and delivered.sent_at and delivered.delivered_at
+
+
+def test_emails_go_out_in_batches_with_signed_events(tenants, sandbox):
+    sandbox.configure(open_ratio=1.0, delivered_ratio=1.0)
+    campaign = make_campaign(tenants, Channel.EMAIL, 30)
+    campaign_run(campaign=campaign, user=tenants.admin)
+    run_until_done(campaign, sandbox)
+    assert set(sandbox.requests_per_message().values()) == {1}
+    assert len(sandbox.received) < 30  # batched personalizations, not one request each
+    assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.DELIVERED}
+    campaign.refresh_from_db()
+    assert campaign.status == Status.COMPLETE
+    assert campaign.opened_count == 30
+    assert campaign.recipient_lists.get().status == ListStatus.COMPLETED
+
+
+def test_a_stop_reply_lands_on_the_suppression_list(tenants, sandbox):
+    sandbox.configure(stop_reply_ratio=1.0)
+    campaign = make_campaign(tenants, Channel.SMS, 3)
+    campaign_run(campaign=campaign, user=tenants.admin)
+    run_until_done(campaign, sandbox)
+    assert Suppression.objects.filter(org=tenants.org, reason="stop_reply").count() == 3
