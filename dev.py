@@ -3,6 +3,7 @@
 
 python3 dev.py run     set up, migrate, seed the demo organization and run the console
 python3 dev.py test    set up and run every gate and the whole test suite
+python3 dev.py bench   run every benchmark against PostgreSQL and Redis and print one table
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -70,6 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     env.setdefault("DEBUG", "true")
     env.setdefault("DELIVERY_BACKEND", "sandbox")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{args.port}")
+    env.setdefault("SANDBOX_URL", f"http://127.0.0.1:{args.sandbox_port}")
     say("Migrating the SQLite database (var/outreach.sqlite3)")
     manage("migrate", "--noinput", env=env)
     manage("seed_demo", env=env)
@@ -77,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         {
             "web": ["manage.py", "runserver", f"127.0.0.1:{args.port}", "--noreload"],
             "worker": ["manage.py", "embedded_worker"],
+            "sandbox": ["manage.py", "sandbox_provider", "--port", str(args.sandbox_port)],
         },
         env,
     )
@@ -163,8 +167,25 @@ def _ensure_postgres_database(url: str) -> None:
     subprocess.run([str(VENV_PY), "-c", script, url], check=True)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> None:
+    """Installs Debian's chromium for the browser tests when it is missing (root and apt only)."""
+    if CHROMIUM.exists() or not shutil.which("apt-get") or os.geteuid() != 0:
+        return
+    say("Installing Debian's chromium for the browser tests (apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    if subprocess.run(install, env=env).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env)
+        subprocess.run(install, env=env)
+    # When it still is missing, the browser tests skip locally and fail under CI=true.
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     ensure_environment()
+    ensure_chromium()
     (ROOT / "var").mkdir(exist_ok=True)
     ci = os.environ.get("CI", "").lower() == "true"
     env = test_environment(ci)
@@ -184,6 +205,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     return result.returncode
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    ensure_environment()
+    bench_args = ["--quick"] if args.quick else []
+    return subprocess.run([str(VENV_PY), "-m", "bench", *bench_args], cwd=ROOT).returncode
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -191,9 +218,13 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the product on SQLite with the embedded worker")
     run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    run.add_argument("--sandbox-port", type=int, default=8025, help="the sandbox provider's port")
     run.set_defaults(func=cmd_run)
     test = sub.add_parser("test", help="run every gate and the whole test suite")
     test.set_defaults(func=cmd_test)
+    bench = sub.add_parser("bench", help="run every benchmark and print one table")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes")
+    bench.set_defaults(func=cmd_bench)
     # Anything after `test` that dev.py does not know is passed on to pytest.
     args, args.pytest_args = parser.parse_known_args()
     if args.pytest_args and args.command != "test":

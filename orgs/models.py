@@ -48,6 +48,12 @@ class Organization(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Largest number of recipients one uploaded list may hold.",
     )
+    quiet_hours = models.BooleanField(
+        "legal quiet hours",
+        default=True,
+        help_text="Never text US numbers before 8:00 or after 21:00 in the recipient's local time "
+        "(8:00 to 20:00 for Florida and Oklahoma numbers), whatever the campaign's schedule says.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

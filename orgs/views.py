@@ -3,6 +3,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from delivery.selectors import organization_overview
 from orgs.access import admin_required, member_required
 from orgs.forms import OrganizationSettingsForm
 from orgs.middleware import SESSION_ORG_KEY
@@ -11,7 +12,7 @@ from orgs.models import Membership
 
 @member_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "orgs/dashboard.html")
+    return render(request, "orgs/dashboard.html", organization_overview(org=request.org))
 
 
 @member_required

@@ -11,5 +11,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # Every periodic job of the product, in one place. The embedded worker ticks these same entries
-# when there is no Redis, so the two modes never drift apart. Later issues add the dispatcher.
-app.conf.beat_schedule = {}
+# when there is no Redis, so the two modes never drift apart.
+app.conf.beat_schedule = {
+    # The dispatcher: start due campaigns and lists, release due messages, finish what is done.
+    # Short, so that releases are spread evenly; a lock inside keeps ticks from overlapping.
+    "dispatch": {
+        "task": "delivery.dispatch_tick",
+        "schedule": float(os.environ.get("DISPATCH_TICK_SECONDS", "2")),
+        "options": {"expires": 10},
+    },
+}

@@ -165,6 +165,16 @@ CONTENT_SECURITY_POLICY = {
 # on a bare machine) tasks run inline and the embedded worker ticks the beat schedule.
 REDIS_URL = env_str("REDIS_URL")
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+# The cache holds login-failure counters: shared in Redis, per process in the embedded run.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=60)
+# How many reverse proxies of ours append to X-Forwarded-For (0: trust only REMOTE_ADDR).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
@@ -180,10 +190,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Redis re-delivers an unacknowledged task after this long; it must exceed the longest task.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The dispatcher ticks this often (seconds) and claims one tick's worth of each sender's rate.
+DISPATCH_TICK_SECONDS = env_int("DISPATCH_TICK_SECONDS", 2, minimum=1)
+# How long a claimed message may stay "sending" before the dispatcher looks at it again.
+DISPATCH_LEASE_SECONDS = env_int("DISPATCH_LEASE_SECONDS", 300, minimum=5)
+# An SMS accepted by the provider with no final status after this long is assumed delivered.
+ASSUMED_DELIVERED_AFTER_HOURS = env_int("ASSUMED_DELIVERED_AFTER_HOURS", 24)
 
 # Providers.
 DELIVERY_BACKEND = env_choice("DELIVERY_BACKEND", "sandbox", ("sandbox", "live"))
 SANDBOX_URL = env_url("SANDBOX_URL", "http://127.0.0.1:8025")
+# The sandbox signs its SendGrid-style events with this key; in sandbox mode the web process
+# reads its public half when SENDGRID_WEBHOOK_PUBLIC_KEY is not set.
+SANDBOX_KEY_FILE = env_str("SANDBOX_KEY_FILE", str(BASE_DIR / "var" / "sandbox-sendgrid-key.pem"))
 TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID", "ACsandbox00000000000000000000000000")
 TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN", "sandbox-auth-token")
 TWILIO_API_BASE_URL = env_url(

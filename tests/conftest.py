@@ -86,3 +86,41 @@ def on_postgres(db) -> None:
 def _fast_password_hashing(settings) -> None:
     # Production-strength hashing costs ~0.3 s per user; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path) -> None:
+    # Error logs and attachments land in a folder of the test's own.
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def sandbox(settings, live_server):
+    """The sandbox provider, reached by the real SDKs, posting signed callbacks to a live server."""
+    from delivery.sandbox import SandboxConfig, SandboxProvider, generate_sendgrid_keypair
+
+    private_pem, public_key = generate_sendgrid_keypair()
+    settings.PUBLIC_BASE_URL = live_server.url
+    settings.SENDGRID_WEBHOOK_PUBLIC_KEY = public_key
+    provider = SandboxProvider(
+        twilio_auth_token=settings.TWILIO_AUTH_TOKEN,
+        twilio_account_sid=settings.TWILIO_ACCOUNT_SID,
+        sendgrid_private_key_pem=private_pem,
+        sendgrid_webhook_url=f"{live_server.url}/webhooks/sendgrid/events/",
+        twilio_inbound_url=f"{live_server.url}/webhooks/twilio/inbound/",
+        config=SandboxConfig(callback_delay=0, seed=7),
+    ).start()
+    settings.TWILIO_API_BASE_URL = provider.url
+    settings.SENDGRID_API_HOST = provider.url
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def celery_processes(sandbox, live_server, tmp_path, on_postgres, redis_url):
+    """Real `celery worker` / `celery beat` processes on the test database; stopped at the end."""
+    from tests.workers import CeleryProcesses
+
+    processes = CeleryProcesses(sandbox=sandbox, live_server_url=live_server.url, tmp_path=tmp_path)
+    yield processes
+    processes.stop_all()

@@ -11,10 +11,21 @@ from typing import Any
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from orgs.models import Organization
+from tests import factories
 
 # URL parameter name -> function making an object of that kind in an organization, returning
 # the value to put in the URL.
-OBJECT_IDS: dict[str, Callable[[Organization], Any]] = {}
+OBJECT_IDS: dict[str, Callable[[Organization], Any]] = {
+    "sender_id": lambda org: factories.SmsSenderFactory(org=org).pk,
+    "template_id": lambda org: factories.EmailTemplateFactory(org=org).pk,
+    "campaign_id": lambda org: factories.CampaignFactory(org=org).pk,
+    "list_id": lambda org: factories.RecipientListFactory(campaign__org=org).pk,
+    "rejected_id": lambda org: factories.RejectedUploadFactory(campaign__org=org).pk,
+    "contact_id": lambda org: factories.ContactFactory(org=org).pk,
+    "suppression_id": lambda org: factories.SuppressionFactory(org=org).pk,
+}
+# URL parameters that are not objects of an organization, with a value to use.
+PLAIN_PARAMS: dict[str, str] = {"channel": "sms", "token": "not-a-token", "message_id": "1"}
 
 
 @dataclass(frozen=True)
@@ -28,8 +39,15 @@ class Route:
         return getattr(self.view, "access", None)
 
     def url_for(self, org: Organization) -> str:
-        kwargs = {param: OBJECT_IDS[param](org) for param in self.params}
+        kwargs = {
+            param: PLAIN_PARAMS[param] if param in PLAIN_PARAMS else OBJECT_IDS[param](org)
+            for param in self.params
+        }
         return reverse(self.name, kwargs=kwargs)
+
+    @property
+    def has_objects(self) -> bool:
+        return any(param in OBJECT_IDS for param in self.params)
 
     def __str__(self) -> str:
         return self.name

@@ -39,7 +39,20 @@ def test_seed_demo_prints_logins_that_work(db, client, capsys):
     assert client_for(viewer.user).get("/").status_code == 200
 
 
-def test_embedded_worker_runs_the_beat_schedule(db, settings, capsys):
+def test_embedded_worker_runs_the_beat_schedule(tenants, settings, capsys):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from campaigns.models import Campaign, Status
+    from tests.factories import CampaignFactory, RecipientListFactory
+
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    # A campaign scheduled in the past: the dispatcher's first tick starts it.
+    campaign = CampaignFactory(
+        org=tenants.org, status=Status.SCHEDULED, run_at=timezone.now() - timedelta(minutes=1)
+    )
+    RecipientListFactory(campaign=campaign, start_at=timezone.now() + timedelta(days=1))
     call_command("embedded_worker", "--ticks", "1")
-    assert "Embedded worker ticking" in capsys.readouterr().out
+    assert "Embedded worker ticking 1 periodic job" in capsys.readouterr().out
+    assert Campaign.objects.get(pk=campaign.pk).status == Status.IN_PROGRESS
