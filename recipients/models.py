@@ -84,6 +84,8 @@ class RejectedUpload(models.Model):
     # {"error kind label": count, …} in the order the page shows them.
     summary = models.JSONField(default=dict)
     error_count = models.PositiveIntegerField(default=0)
+    # What is wrong with the file as a whole (size, encoding, limit): shown on the page itself.
+    file_errors = models.JSONField(default=list, blank=True)
     error_log = models.FileField(upload_to=error_log_path)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"

@@ -136,6 +136,7 @@ def _reject(
         file_name=file_name[:255],
         summary=dict(summary.most_common()),
         error_count=len(errors),
+        file_errors=[error.message for error in errors if error.line is None],
         created_by=user,
     )
     rejected.error_log.save(

@@ -834,3 +834,17 @@ def test_it_refuses_bad_options_and_unseekable_streams():
         RecipientReader(io.BytesIO(), replace(SMS, default_timezone="Nowhere"))
     with pytest.raises(ValueError, match="region"):
         RecipientReader(io.BytesIO(), replace(SMS, default_region="XX"))
+
+
+def test_it_counts_but_does_not_check_rows_far_past_the_limit():
+    content = "timezone,phone_number,name\n" + "America/New_York,12,Bad\n" * 200 + sms_rows(30)
+    options = ReaderOptions("sms", "America/New_York", "US", max_recipients=10)
+
+    items = list(read_recipients(io.BytesIO(content.encode()), options))
+
+    # The first 100 rows (10 per allowed recipient) are checked, the other 130 only counted.
+    assert [e.kind for e in items[:-1]] == [ErrorKind.INVALID_PHONE] * 100
+    assert items[-1].message == (
+        "This file has 230 rows; the limit for one list is 10 recipients, so only the first "
+        "100 rows were checked — split it and add a new recipient list for each part."
+    )
