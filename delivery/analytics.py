@@ -1,6 +1,7 @@
 """What the campaign page and the overview show: delivery and engagement figures, failure
 reasons in plain words, the status in a sentence, and server-rendered chart geometry."""
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -10,6 +11,8 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Channel, Status
 from delivery import windows
+from delivery.aggregates import grouped_while_unchanged
+from delivery.dispatch import queued_by_zone_and_prefix
 from delivery.models import Message, MessageStatus, SendHour
 
 # The provider errors administrators meet most, in words they can act on.
@@ -100,13 +103,17 @@ def failure_reasons(campaign: Campaign, limit: int = 8) -> list[tuple[str, int, 
         MessageStatus.BOUNCED,
         MessageStatus.UNKNOWN,
     )
-    counts = (
-        Message.objects.filter(campaign=campaign, status__in=failed)
-        .exclude(error_code="")
-        .values_list("error_code")
-        .annotate(n=Count("id"))
-        .order_by("-n")[:limit]
-    )
+
+    def group() -> list[tuple]:
+        return list(
+            Message.objects.filter(campaign=campaign, status__in=failed)
+            .exclude(error_code="")
+            .values_list("error_code")
+            .annotate(n=Count("id"))
+            .order_by("-n")[:limit]
+        )
+
+    counts = grouped_while_unchanged(f"failures-{limit}", campaign, failed, group)
     return [(code, n, ERROR_EXPLANATIONS.get(code, "")) for code, n in counts]
 
 
@@ -116,12 +123,10 @@ def status_in_words(campaign: Campaign, now: datetime | None = None) -> str:
     if campaign.status != Status.IN_PROGRESS:
         return label
     now = now or timezone.now()
-    zones = list(
-        Message.objects.filter(campaign=campaign, status=MessageStatus.QUEUED)
-        .values_list("timezone")
-        .annotate(n=Count("id"))
-        .order_by("-n")[:4]
-    )
+    queued: dict[str, int] = defaultdict(int)
+    for tz, _, n in queued_by_zone_and_prefix(campaign):
+        queued[tz] += n
+    zones = sorted(queued.items(), key=lambda zone: -zone[1])[:4]
     if not zones:
         return f"{label} — waiting for the last results from the provider"
     sending, waiting = [], []

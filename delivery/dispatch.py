@@ -21,6 +21,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, Channel, Status
 from campaigns.services import activity_record, campaign_start
 from delivery import windows
+from delivery.aggregates import grouped_while_unchanged
 from delivery.models import Message, MessageStatus, Suppression
 from recipients.models import ListStatus, RecipientList
 
@@ -331,20 +332,32 @@ def queued_groups(
     campaign: Campaign, *, recipient_list: RecipientList | None = None
 ) -> list[windows.QueuedGroup]:
     """The campaign's queued messages grouped by timezone and quiet hours, for the forecast."""
-    messages = Message.objects.filter(campaign=campaign, status=MessageStatus.QUEUED)
-    if recipient_list is not None:
-        messages = messages.filter(recipient_list=recipient_list)
-    # Grouped in the database by timezone and country + area code, which decide quiet hours.
-    rows = (
-        messages.annotate(prefix=Substr("address", 1, 5))
-        .values_list("timezone", "prefix")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
     quiet = campaign.channel == Channel.SMS and campaign.org.quiet_hours
     counts: dict[tuple[str, object], int] = defaultdict(int)
-    for tz, prefix, n in rows:
+    for tz, prefix, n in queued_by_zone_and_prefix(campaign, recipient_list=recipient_list):
         # A made-up subscriber number after the real area code tells the state.
         hours = windows.quiet_hours_for(prefix + "2345678") if quiet else None
         counts[(tz, hours)] += n
     return [windows.QueuedGroup(tz, n, q) for (tz, q), n in counts.items()]
+
+
+def queued_by_zone_and_prefix(
+    campaign: Campaign, *, recipient_list: RecipientList | None = None
+) -> list[tuple[str, str, int]]:
+    """(timezone, first five characters of the address, count) of the queued messages."""
+
+    def group() -> list[tuple]:
+        messages = Message.objects.filter(campaign=campaign, status=MessageStatus.QUEUED)
+        if recipient_list is not None:
+            messages = messages.filter(recipient_list=recipient_list)
+        # Country and area code decide quiet hours.
+        return list(
+            messages.annotate(prefix=Substr("address", 1, 5))
+            .values_list("timezone", "prefix")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+
+    return grouped_while_unchanged(
+        "queued", campaign, [MessageStatus.QUEUED], group, recipient_list=recipient_list
+    )

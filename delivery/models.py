@@ -120,6 +120,8 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["recipient_list", "status"]),
             models.Index(fields=["campaign", "status", "id"]),
+            # The messages page walks a campaign in id order (keyset), unfiltered by status.
+            models.Index(fields=["campaign", "id"], name="message_campaign_page"),
             models.Index(
                 fields=["campaign", "eligible_at"],
                 name="message_due",

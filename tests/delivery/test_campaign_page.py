@@ -56,3 +56,29 @@ def test_a_scheduled_campaign_says_what_it_waits_for(tenants, admin_client):
     RecipientListFactory(campaign=waiting, status=ListStatus.SCHEDULED)
     page = admin_client.get(f"/campaigns/{waiting.pk}/").content.decode()
     assert "Waiting for “Holder” to finish" in page
+
+
+def test_the_live_figures_follow_every_change_of_the_queue_and_the_failures(tenants, admin_client):
+    # The groupings behind them are cached while the counts stand still: a change must show.
+    campaign = CampaignFactory(
+        org=tenants.org,
+        status=Status.IN_PROGRESS,
+        schedule={str(d): ["00:00", "23:59"] for d in range(7)},
+    )
+    recipient_list = RecipientListFactory(campaign=campaign, status=ListStatus.IN_PROGRESS)
+    MessageFactory(recipient_list=recipient_list, timezone="Asia/Kathmandu")
+    MessageFactory(recipient_list=recipient_list, status="failed", error_code="30003")
+
+    def live() -> str:
+        return admin_client.get(f"/campaigns/{campaign.pk}/live/").content.decode()
+
+    first = live()
+    assert "Asia/Kathmandu" in first and "Europe/Paris" not in first
+    assert "30003" in first and "30005" not in first
+    MessageFactory(recipient_list=recipient_list, timezone="Europe/Paris")
+    MessageFactory.create_batch(
+        2, recipient_list=recipient_list, status="undelivered", error_code="30005"
+    )
+    second = live()
+    assert "Europe/Paris" in second
+    assert second.index("30005") < second.index("30003")  # the commonest reason first
