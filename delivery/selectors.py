@@ -188,7 +188,10 @@ def campaign_messages(
     error_code: str = "",
     query: str = "",
 ) -> QuerySet[Message]:
-    messages = Message.objects.filter(campaign=campaign)
+    # The same as campaign=campaign, written as a range so that PostgreSQL cannot read the
+    # (campaign, id) order off the primary key: it would walk every older campaign's rows first
+    # (130 ms at a million), where the campaign's own index answers a page in under 1 ms.
+    messages = Message.objects.filter(campaign_id__gte=campaign.pk, campaign_id__lte=campaign.pk)
     if status in MessageStatus.values:
         messages = messages.filter(status=status)
     if list_id.isdigit():
@@ -206,9 +209,13 @@ def campaign_messages(
 def keyset_page(
     messages: QuerySet[Message], *, after: str = "", before: str = "", size: int = MESSAGES_PAGE
 ) -> MessagePage:
-    """A page in id order after (or before) an id: as fast on page 20,000 as on page 1."""
+    """A page in id order after (or before) an id: as fast on page 20,000 as on page 1.
+
+    `messages` is one campaign's (see campaign_messages): ordered by (campaign, id), the order
+    of the campaign's own indexes.
+    """
     if before.isdigit():
-        rows = list(messages.filter(id__lt=int(before)).order_by("-id")[: size + 1])
+        rows = list(messages.filter(id__lt=int(before)).order_by("-campaign_id", "-id")[: size + 1])
         has_more = len(rows) > size
         rows = rows[:size][::-1]
         return MessagePage(
@@ -217,7 +224,7 @@ def keyset_page(
             prev_before=rows[0].id if rows and has_more else None,
         )
     start = int(after) if after.isdigit() else 0
-    rows = list(messages.filter(id__gt=start).order_by("id")[: size + 1])
+    rows = list(messages.filter(id__gt=start).order_by("campaign_id", "id")[: size + 1])
     has_more = len(rows) > size
     rows = rows[:size]
     return MessagePage(
