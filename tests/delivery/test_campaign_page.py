@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 
@@ -82,3 +82,12 @@ def test_the_live_figures_follow_every_change_of_the_queue_and_the_failures(tena
     second = live()
     assert "Europe/Paris" in second
     assert second.index("30005") < second.index("30003")  # the commonest reason first
+
+
+def test_times_are_shown_in_the_organizations_timezone(tenants, admin_client):
+    # Administrators type dates in their organization's timezone, so pages show them that way.
+    campaign = CampaignFactory(org=tenants.org)
+    Campaign.objects.filter(pk=campaign.pk).update(created_at=datetime(2026, 1, 15, 15, tzinfo=UTC))
+    page = admin_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "2026-01-15 10:00 EST" in page  # America/New_York in January
+    assert "15:00 UTC" not in page
