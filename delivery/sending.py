@@ -150,16 +150,23 @@ def _drop_suppressed(campaign: Campaign, chunk: list[Message], now: datetime) ->
 
 
 def hand_over(message_ids: Iterable[int], *, now: datetime) -> set[int]:
-    """Commits handed_at on claimed messages not yet handed over; returns those this call won."""
+    """Commits handed_at on claimed messages not yet handed over; returns those this call won.
+
+    The lease starts again here: a message handed over late in a long batch has the whole lease
+    for its provider call, rather than being declared "unknown" while the call is in flight.
+    """
+    from delivery.dispatch import lease
+
     ids = list(message_ids)
     if not ids:
         return set()
     marks = ", ".join(["%s"] * len(ids))
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Message._meta.db_table} SET handed_at = %s, attempts = attempts + 1"
+            f"UPDATE {Message._meta.db_table} SET handed_at = %s, lease_until = %s,"
+            f" attempts = attempts + 1"
             f" WHERE id IN ({marks}) AND status = %s AND handed_at IS NULL RETURNING id",
-            [now, *ids, MessageStatus.SENDING],
+            [now, now + lease(), *ids, MessageStatus.SENDING],
         )
         return {row[0] for row in cursor.fetchall()}
 

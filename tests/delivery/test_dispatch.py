@@ -15,9 +15,10 @@ from campaigns.services import (
     campaign_schedule,
     campaign_stop,
 )
-from delivery.dispatch import dispatch_tick, expire_leases
+from delivery.dispatch import claim, dispatch_tick, expire_leases
 from delivery.models import Message, MessageStatus, Suppression
 from delivery.selectors import lists_progress
+from delivery.sending import hand_over
 from delivery.services import suppression_add
 from recipients.models import ListStatus
 from tests.factories import CampaignFactory, MessageFactory, RecipientListFactory
@@ -240,6 +241,23 @@ def test_an_expired_claim_is_released_again_only_if_it_was_never_handed_over(cam
     assert expire_leases(past + timedelta(seconds=1)) == 2
     assert status_of(never_handed) == MessageStatus.QUEUED
     assert status_of(handed) == MessageStatus.UNKNOWN
+
+
+def test_a_message_handed_over_late_in_its_batch_gets_the_whole_lease_for_its_call(
+    campaign, settings
+):
+    # Claimed with the batch, handed over just before the claim's lease ran out: the provider
+    # call must not be declared "unknown" while it is still in flight.
+    settings.DISPATCH_LEASE_SECONDS = 60
+    recipient_list = make_list(campaign, start=utc(2026, 3, 1))
+    [message] = queue(recipient_list, "UTC")
+    claimed_at = utc(2026, 3, 3, 12)
+    assert claim([message.pk], now=claimed_at) == [message.pk]
+    assert hand_over([message.pk], now=claimed_at + timedelta(seconds=59)) == {message.pk}
+    expire_leases(claimed_at + timedelta(seconds=61))
+    assert status_of(message) == MessageStatus.SENDING
+    expire_leases(claimed_at + timedelta(seconds=120))
+    assert status_of(message) == MessageStatus.UNKNOWN
 
 
 def test_it_assumes_an_old_accepted_sms_delivered(campaign):
