@@ -7,7 +7,7 @@ from collections import Counter
 import redis
 
 from delivery.sending import wait_for_slot
-from delivery.throttle import LocalThrottle, RedisThrottle
+from delivery.throttle import GUARD, LocalThrottle, RedisThrottle
 from tests.factories import SmsSenderFactory
 
 
@@ -59,7 +59,8 @@ def test_a_penalty_holds_the_sender_back():
     throttle = LocalThrottle()
     throttle.penalise(7, 3.0)
     assert throttle.reserve(7, 10, 1) >= 2.9
-    assert throttle.reserve(8, 10, 1) == 0  # other senders are not held back
+    # Other senders are not held back (at most to the next second, if this one is nearly over).
+    assert throttle.reserve(8, 10, 1) <= GUARD
 
 
 def test_a_slow_sender_gets_one_message_per_interval():
