@@ -1,5 +1,6 @@
 """Outreach settings: every value a deployment changes comes from the environment (see README)."""
 
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -11,11 +12,17 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
+# Without a key in production only schema commands run: web, worker, beat and check --deploy
+# refuse to start (outreach_site/checks.py).
+SECRET_KEY_MISSING = not SECRET_KEY and not DEBUG
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off (or set DEBUG=true).")
-    # Development only: a fixed key keeps sessions alive across restarts of the embedded run.
-    SECRET_KEY = "dev-only-insecure-key-outreach-embedded-run-not-for-production"
+    # Development: a fixed key keeps sessions alive across restarts of the embedded run.
+    # Otherwise a throwaway one, so that nothing is ever signed with a known key.
+    SECRET_KEY = (
+        "dev-only-insecure-key-outreach-embedded-run-not-for-production"
+        if DEBUG
+        else secrets.token_urlsafe(50)
+    )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
