@@ -7,19 +7,18 @@ hand over; a worker killed after the handover leaves "unknown", which the provid
 (carrying our id) reconciles.
 """
 
-import logging
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns.models import Campaign, Channel, MessageTemplate, Sender
+from campaigns.models import Campaign, Channel, MessageTemplate
 from campaigns.rendering import UNSUBSCRIBE_VARIABLE, render
 from delivery import links
+from delivery.dispatch import _WindowRules, lease
 from delivery.models import Message, MessageStatus, SendHour, SuppressionReason
 from delivery.providers import get_email_provider, get_sms_provider
 from delivery.providers.base import (
@@ -30,17 +29,13 @@ from delivery.providers.base import (
     SendResult,
 )
 from delivery.services import suppressed_addresses, suppression_add
-from delivery.throttle import GUARD, Throttle, get_throttle
+from delivery.throttle import Throttle, get_throttle
 from delivery.windows import window_end
 
 # Twilio's ValidityPeriod bounds, in seconds.
 VALIDITY_MIN, VALIDITY_MAX = 1, 36_000
 # After a 429 without Retry-After, the sender rests this long before trying again.
 THROTTLE_BACKOFF_SECONDS = 2.0
-# How late after its slot a chunk may still go: well inside the GUARD before the second ends.
-LATE_LIMIT = GUARD / 2
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -101,7 +96,7 @@ def _send_campaign_group(
     attachments = _attachments(campaign.template) if campaign.channel == Channel.EMAIL else ()
     for start in range(0, len(messages), size):
         chunk = messages[start : start + size]
-        wait_for_slot(throttle, sender, len(chunk))
+        throttle.wait_for_slot(sender.pk, sender.messages_per_second, len(chunk))
         now = timezone.now()
         chunk = _drop_suppressed(campaign, chunk, now)
         handed = hand_over([m.pk for m in chunk], now=now)
@@ -117,25 +112,6 @@ def _send_campaign_group(
         record_results(campaign, results, now=timezone.now(), throttle=throttle)
         for result in results:
             report.results[result.kind.value] += 1
-
-
-def wait_for_slot(
-    throttle: Throttle, sender: Sender, n: int, *, sleep: Callable[[float], None] = time.sleep
-) -> None:
-    """Sleeps until a reserved slot for n messages, reserving again if it woke up too late.
-
-    A slot starts at least GUARD before the end of its wall-clock second. A worker held up past
-    it (a loaded machine, a long GC) could carry the chunk into the next second, which other
-    workers may already have filled: it gives the slot up and takes a new one instead.
-    """
-    while True:
-        delay = throttle.reserve(sender.pk, sender.messages_per_second, n)
-        due = time.monotonic() + max(0.0, delay)
-        if delay > 0:
-            sleep(delay)
-        if time.monotonic() - due <= LATE_LIMIT:
-            return
-        log.info("Sender %s woke %.3f s after its slot; reserving again", sender.pk, delay)
 
 
 def _drop_suppressed(campaign: Campaign, chunk: list[Message], now: datetime) -> list[Message]:
@@ -155,8 +131,6 @@ def hand_over(message_ids: Iterable[int], *, now: datetime) -> set[int]:
     The lease starts again here: a message handed over late in a long batch has the whole lease
     for its provider call, rather than being declared "unknown" while the call is in flight.
     """
-    from delivery.dispatch import lease
-
     ids = list(message_ids)
     if not ids:
         return set()
@@ -194,8 +168,6 @@ def _sms(campaign: Campaign, message: Message, now: datetime) -> OutboundSms:
 
 def _validity(campaign: Campaign, message: Message, now: datetime) -> int | None:
     """Seconds left in the recipient's window, so Twilio's queue cannot deliver after hours."""
-    from delivery.dispatch import _WindowRules
-
     hours = _WindowRules(campaign).hours_for(message.address)
     closes = window_end(now, hours, message.timezone)
     if closes is None:

@@ -5,6 +5,7 @@ goes `interval * i` later. Sends are spread evenly at the sender's rate rather t
 each tick, and no second ever carries more than the limit, however many workers reserve at once.
 """
 
+import logging
 import math
 import threading
 import time
@@ -53,6 +54,10 @@ return 1
 
 # Seconds at the end of each wall-clock second in which no reservation starts.
 GUARD = 0.03
+# How late after its slot a chunk may still go: well inside the GUARD before the second ends.
+LATE_LIMIT = GUARD / 2
+
+log = logging.getLogger(__name__)
 
 
 def per_second_cap(per_second: float, n: int) -> int:
@@ -62,6 +67,29 @@ def per_second_cap(per_second: float, n: int) -> int:
 
 class Throttle:
     """Reserve send slots for a sender; `reserve` returns the delay before the first slot."""
+
+    def wait_for_slot(
+        self,
+        sender_id: int,
+        per_second: float,
+        n: int,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Sleeps until a reserved slot for n messages, reserving again if it woke up too late.
+
+        A slot starts at least GUARD before the end of its wall-clock second. A worker held up
+        past it (a loaded machine, a long GC) could carry the chunk into the next second, which
+        other workers may already have filled: it gives the slot up and takes a new one instead.
+        """
+        while True:
+            delay = self.reserve(sender_id, per_second, n)
+            due = time.monotonic() + max(0.0, delay)
+            if delay > 0:
+                sleep(delay)
+            if time.monotonic() - due <= LATE_LIMIT:
+                return
+            log.info("Sender %s woke %.3f s after its slot; reserving again", sender_id, delay)
 
     def reserve(self, sender_id: int, per_second: float, n: int) -> float:
         raise NotImplementedError

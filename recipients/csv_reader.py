@@ -77,6 +77,11 @@ class ReaderOptions:
     max_recipients: int
     max_bytes: int = 20 * _MEGABYTE
 
+    @property
+    def rows_checked(self) -> int:
+        """Rows validated before the rest of a far too long file is only counted."""
+        return self.max_recipients * ROWS_CHECKED_PER_RECIPIENT
+
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
@@ -213,7 +218,7 @@ class RecipientReader:
     ) -> Generator[Recipient | RowError, None, bool]:
         """Yield each data row's outcome; return False if the CSV parser gave up part-way."""
         end = reader.line_num
-        rows_checked = self.options.max_recipients * ROWS_CHECKED_PER_RECIPIENT
+        rows_checked = self.options.rows_checked
         try:
             for row in reader:
                 line, end = end + 1, reader.line_num
@@ -265,7 +270,7 @@ class RecipientReader:
             yield _file_error(
                 ErrorKind.EMPTY_FILE, "The file has a header row but no recipients below it."
             )
-        rows_checked = limit * ROWS_CHECKED_PER_RECIPIENT
+        rows_checked = self.options.rows_checked
         if summary.rows > rows_checked:
             yield _file_error(
                 ErrorKind.TOO_MANY_RECIPIENTS,
@@ -373,11 +378,15 @@ def _choose_encoding(stream: BinaryIO, head: bytes) -> str | RowError:
         # it contains an accent, so strict UTF-8 first and Windows-1252 second is reliable.
         candidates = ("utf-8", "cp1252")
     for encoding in candidates:
-        decodes = _decodes_as(stream, encoding)
-        if decodes is True:
+        found = _scan_as(stream, encoding)
+        if found == "text":
             return encoding
-        if decodes:
-            return decodes
+        if found == "nul":
+            return _file_error(
+                ErrorKind.ENCODING,
+                "This file contains NUL characters (zero bytes), so part of it is damaged "
+                f"or isn't text. {_SAVE_AS_CSV_UTF8}",
+            )
     return _file_error(
         ErrorKind.ENCODING,
         f"Some of the text in this file can't be read (it isn't UTF-8). {_SAVE_AS_CSV_UTF8}",
@@ -398,22 +407,19 @@ def _text_with_nul_bytes_error(head: bytes) -> RowError:
     return _not_csv("it contains binary data")
 
 
-def _decodes_as(stream: BinaryIO, encoding: str) -> bool | RowError:
+def _scan_as(stream: BinaryIO, encoding: str) -> Literal["text", "undecodable", "nul"]:
+    """Reads the whole file in the encoding: readable text, not this encoding, or NULs in it."""
     decoder = codecs.getincrementaldecoder(encoding)()
     stream.seek(0)
     try:
         while chunk := stream.read(_SCAN_BYTES):
             # The sniffed head is NUL-free, but a NUL further on would reach the database.
             if "\x00" in decoder.decode(chunk):
-                return _file_error(
-                    ErrorKind.ENCODING,
-                    "This file contains NUL characters (zero bytes), so part of it is damaged "
-                    f"or isn't text. {_SAVE_AS_CSV_UTF8}",
-                )
+                return "nul"
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        return False
-    return True
+        return "undecodable"
+    return "text"
 
 
 def _detect_delimiter(head_text: str) -> str:
