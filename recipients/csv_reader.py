@@ -1,8 +1,10 @@
 """Streaming reader and validator for recipient CSV uploads (pure Python: no models, no database).
 
-`RecipientReader` (or `read_recipients`) yields a `Recipient` for every new valid row and a
+`RecipientReader` (or `read_recipients`) yields a `Recipient` for every valid row and a
 `RowError` for every problem, reading the upload a chunk at a time; any `RowError` means the
 file must be rejected as a whole. `write_error_log` turns the errors into a CSV for the user.
+Repeated addresses and the limit on distinct recipients are the importer's: it keeps them in the
+database, so that memory stays flat however long the file.
 
 Encoding: uploads are seekable, so before yielding anything the reader makes one quick pass that
 decides between strict UTF-8 and Windows-1252, then rewinds and parses; a late undecodable byte
@@ -106,12 +108,9 @@ class RowError:
 
 @dataclass
 class ReadSummary:
-    """What a finished read found: data rows, distinct recipients, duplicates and errors."""
+    """What a finished read found: data rows and errors."""
 
     rows: int = 0
-    # Past max_recipients repeats are no longer remembered, so this may count a few twice.
-    recipients: int = 0
-    duplicates: int = 0
     errors: Counter[ErrorKind] = field(default_factory=Counter)
 
     @property
@@ -171,7 +170,6 @@ class RecipientReader:
         self.summary = ReadSummary()
         self.header: list[str] = []
         self._stream = stream
-        self._seen: set[str] = set()
         self._timezone_for = _timezone_reader(default_timezone)
         if options.channel == "sms":
             self._normalise_address = _phone_normaliser(options.default_region)
@@ -233,7 +231,7 @@ class RecipientReader:
                     outcome = self._check_row(row, line, columns)
                     if type(outcome) is Recipient:
                         yield outcome
-                    elif outcome:
+                    else:
                         yield from map(self._count, outcome)
         except csv.Error:
             # Only a field over csv.field_size_limit() gets here, and the parser can't resync.
@@ -243,21 +241,13 @@ class RecipientReader:
 
     def _check_row(
         self, row: list[str], line: int, columns: _Columns
-    ) -> Recipient | list[RowError] | None:
-        """Validate one data row; None when it repeats an address or is past the limit."""
+    ) -> Recipient | list[RowError]:
+        """Validate one data row."""
         address = self._normalise_address(row[columns.address].strip())
         timezone = self._timezone_for(row[columns.timezone].strip())
         if type(address) is not str or type(timezone) is not str:
             found = (address, timezone)
             return [RowError(p.kind, p.message, line, row) for p in found if type(p) is _Problem]
-        if address in self._seen:
-            self.summary.duplicates += 1
-            return None
-        self.summary.recipients += 1
-        if self.summary.recipients > self.options.max_recipients:
-            # The file will be rejected, so stop remembering addresses and keep memory flat.
-            return None
-        self._seen.add(address)
         name = row[columns.name].strip() if columns.name is not None else ""
         variables = {"name": name, "first_name": name.split(None, 1)[0] if name else ""}
         for key, at in columns.variables:
@@ -278,12 +268,15 @@ class RecipientReader:
                 f"recipients, so only the first {rows_checked:,} rows were checked — split it "
                 "and add a new recipient list for each part.",
             )
-        elif summary.recipients > limit:
-            yield _file_error(
-                ErrorKind.TOO_MANY_RECIPIENTS,
-                f"This file has {summary.recipients:,} recipients; the limit for one list is "
-                f"{limit:,} — split it and add a new recipient list for the rest.",
-            )
+
+
+def too_many_recipients(recipients: int, limit: int) -> RowError:
+    """The error for a file with more distinct recipients than one list may hold."""
+    return _file_error(
+        ErrorKind.TOO_MANY_RECIPIENTS,
+        f"This file has {recipients:,} recipients; the limit for one list is {limit:,} — "
+        "split it and add a new recipient list for the rest.",
+    )
 
 
 def write_error_log(

@@ -11,7 +11,16 @@ from orgs.models import Organization
 class Contact(models.Model):
     """A person of the organization, keyed by normalised phone (E.164) or email address."""
 
-    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="contacts")
+    # The unique (org, address) constraint below indexes org; an import creates a contact per
+    # new address, and the database checking the organization again for each cost as much as
+    # storing it (the import sets org from the list's own organization).
+    org = models.ForeignKey(
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="contacts",
+        db_index=False,
+        db_constraint=False,
+    )
     address = models.CharField(max_length=254)
     name = models.CharField(max_length=200, blank=True)
     timezone = models.CharField(max_length=64, blank=True)

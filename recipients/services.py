@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import queue
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -21,16 +23,18 @@ from delivery.models import Message, MessageStatus
 from delivery.services import suppressions_apply_to_list
 from recipients.csv_reader import (
     CSV_TEMPLATE_ROWS,
+    ErrorKind,
     ReaderOptions,
     Recipient,
     RecipientReader,
     RowError,
+    too_many_recipients,
     write_error_log,
 )
 from recipients.models import Contact, ListStatus, RecipientList, RejectedUpload
 
 # Rows travel to the database in chunks: big enough to be fast, small enough to keep memory flat.
-CHUNK_ROWS = 5000
+CHUNK_ROWS = 10_000
 
 
 @dataclass
@@ -81,12 +85,18 @@ def recipient_list_import(
                 created_by=user,
             )
             reader = RecipientReader(stream, options)
-            recipients = _store(recipient_list, _valid_rows(reader, errors))
+            valid_rows = _Counted(_valid_rows(reader, errors))
+            recipients = _store(recipient_list, valid_rows)
+            limit = options.max_recipients
+            if recipients > limit and not any(
+                e.kind == ErrorKind.TOO_MANY_RECIPIENTS for e in errors
+            ):
+                errors.append(too_many_recipients(recipients, limit))
             if errors:
                 raise _Rejected
             counts = {
                 "recipients": recipients,
-                "duplicates": reader.summary.duplicates,
+                "duplicates": valid_rows.count - recipients,
                 "suppressed": _apply_suppressions(recipient_list),
             }
             recipient_list.recipient_count = counts["recipients"]
@@ -112,11 +122,26 @@ def recipient_list_import(
 def _valid_rows(
     items: Iterable[Recipient | RowError], errors: list[RowError]
 ) -> Iterator[Recipient]:
-    # Once a row is bad the file is rejected: keep reading to report every error, store nothing.
+    # Valid rows are stored even once the file is doomed: only the database knows how many
+    # distinct recipients it holds, and the report names every problem at once. The reader
+    # caps the rows it checks, so this work is bounded; the rollback removes it.
     for item in items:
         if isinstance(item, RowError):
             errors.append(item)
-        elif not errors:
+        else:
+            yield item
+
+
+class _Counted:
+    """Passes items through, counting them."""
+
+    def __init__(self, items: Iterable[Recipient]) -> None:
+        self._items = items
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Recipient]:
+        for item in self._items:
+            self.count += 1
             yield item
 
 
@@ -148,12 +173,16 @@ def _reject(
 # ---------------------------------------------------------------- bulk storage
 
 _STAGING_COLUMNS = ("line", "address", "name", "timezone", "variables")
+# One chunk is staged and promoted while the reader thread reads the next ones.
+_CHUNKS_READ_AHEAD = 2
 
 
 def _store(recipient_list: RecipientList, rows: Iterable[Recipient]) -> int:
-    """Streams rows into a staging table, then creates contacts and messages with two statements.
+    """Stores the rows a chunk at a time; returns how many distinct recipients were stored.
 
-    The reader has already dropped repeated addresses, so every staged row is one recipient.
+    Each chunk is staged, then contacts and messages are created with two statements. A repeated
+    address is kept once, at its first line: within a chunk here, across chunks by the list's
+    unique constraint, so memory stays flat however long the file.
     """
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS import_staging")
@@ -162,36 +191,89 @@ def _store(recipient_list: RecipientList, rows: Iterable[Recipient]) -> int:
             " line integer, address varchar(254), name varchar(200), timezone varchar(64),"
             " variables text)"
         )
-        if connection.vendor == "postgresql":
-            _copy_rows(cursor, rows)
-        else:
-            _insert_rows(cursor, rows)
-        stored = _promote(cursor, recipient_list)
+        stored = 0
+        for chunk in _read_ahead(_staged_chunks(rows), _CHUNKS_READ_AHEAD):
+            if connection.vendor == "postgresql":
+                cursor.execute("TRUNCATE import_staging")
+                _copy_rows(cursor, chunk)
+            else:
+                cursor.execute("DELETE FROM import_staging")
+                cursor.executemany(_INSERT_STAGED, chunk)
+            stored += _promote(cursor, recipient_list)
         cursor.execute("DROP TABLE import_staging")
     return stored
 
 
-def _copy_rows(cursor, rows: Iterable[Recipient]) -> None:
+_INSERT_STAGED = (
+    f"INSERT INTO import_staging ({', '.join(_STAGING_COLUMNS)}) VALUES (%s, %s, %s, %s, %s)"
+)
+
+
+def _staged_chunks(rows: Iterable[Recipient]) -> Iterator[list[tuple]]:
+    """Staging rows in chunks of CHUNK_ROWS, each address at most once per chunk."""
+    chunk: dict[str, tuple] = {}
+    for row in rows:
+        if row.address not in chunk:
+            chunk[row.address] = (
+                row.line,
+                row.address,
+                row.name[:200],
+                row.timezone,
+                json.dumps(row.variables),
+            )
+            if len(chunk) >= CHUNK_ROWS:
+                yield list(chunk.values())
+                chunk = {}
+    if chunk:
+        yield list(chunk.values())
+
+
+def _read_ahead(chunks: Iterator[list[tuple]], depth: int) -> Iterator[list[tuple]]:
+    """Yields the chunks while a thread reads up to `depth` more, so parsing overlaps storing.
+
+    The reading thread never touches the database; an error there is raised here.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not hand(chunk):
+                    return
+            hand(_END)
+        except BaseException as error:  # handed over and raised in the caller's thread
+            hand(error)
+
+    reader = threading.Thread(target=read, name="recipient-import-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
+
+
+_END = object()
+
+
+def _copy_rows(cursor, rows: list[tuple]) -> None:
     columns = ", ".join(_STAGING_COLUMNS)
     with cursor.cursor.copy(f"COPY import_staging ({columns}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(
-                (row.line, row.address, row.name[:200], row.timezone, json.dumps(row.variables))
-            )
-
-
-def _insert_rows(cursor, rows: Iterable[Recipient]) -> None:
-    sql = f"INSERT INTO import_staging ({', '.join(_STAGING_COLUMNS)}) VALUES (%s, %s, %s, %s, %s)"
-    chunk: list[tuple] = []
-    for row in rows:
-        chunk.append(
-            (row.line, row.address, row.name[:200], row.timezone, json.dumps(row.variables))
-        )
-        if len(chunk) >= CHUNK_ROWS:
-            cursor.executemany(sql, chunk)
-            chunk.clear()
-    if chunk:
-        cursor.executemany(sql, chunk)
+            copy.write_row(row)
 
 
 def _promote(cursor, recipient_list: RecipientList) -> int:
@@ -204,22 +286,27 @@ def _promote(cursor, recipient_list: RecipientList) -> int:
         [org_id, now],
     )
     variables = "CAST(s.variables AS jsonb)" if connection.vendor == "postgresql" else "s.variables"
-    # Every message starts due at the list's start; the dispatcher moves it to its window.
+    # Every message starts due at the list's start; the dispatcher moves it to its window. A chunk
+    # holds each address once, so a conflict is with an earlier chunk: its earlier line stays.
+    # The contact is looked up per row (a subquery the planner cannot turn into a scan of all the
+    # organization's contacts).
     cursor.execute(
         f"INSERT INTO {message} (org_id, campaign_id, recipient_list_id, contact_id, address,"
         f" name, timezone, variables, line, status, provider_id, error_code, error_message,"
         f" eligible_at, attempts, created_at) "
-        f"SELECT %s, %s, %s, c.id, s.address, s.name, s.timezone, {variables}, s.line, %s,"
-        f" '', '', '', %s, 0, %s FROM import_staging s"
-        f" JOIN {contact} c ON c.org_id = %s AND c.address = s.address",
+        f"SELECT %s, %s, %s,"
+        f" (SELECT c.id FROM {contact} c WHERE c.org_id = %s AND c.address = s.address),"
+        f" s.address, s.name, s.timezone, {variables}, s.line, %s, '', '', '', %s, 0, %s"
+        f" FROM import_staging s WHERE true"
+        f" ON CONFLICT (contact_id, recipient_list_id) DO NOTHING",
         [
             org_id,
             recipient_list.campaign_id,
             recipient_list.pk,
+            org_id,
             MessageStatus.QUEUED,
             recipient_list.start_at,
             now,
-            org_id,
         ],
     )
     return cursor.rowcount

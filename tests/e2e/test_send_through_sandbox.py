@@ -29,6 +29,8 @@ def run_until_done(campaign: Campaign, sandbox, *, ticks: int = 30) -> None:
         sandbox.wait_idle(10)
         campaign.refresh_from_db()
         if campaign.status not in (Status.IN_PROGRESS,):
+            # Replies come after the final status: done means the sandbox has posted them too.
+            assert sandbox.wait_idle(30), "the sandbox still had callbacks to post"
             return
         time.sleep(0.05)
 

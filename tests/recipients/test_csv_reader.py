@@ -82,7 +82,7 @@ def test_it_reads_a_simple_sms_file():
             variables={"name": "Oliver Smith", "first_name": "Oliver"},
         ),
     ]
-    assert summary == ReadSummary(rows=2, recipients=2, duplicates=0)
+    assert summary == ReadSummary(rows=2)
     assert summary.ok
 
 
@@ -611,57 +611,24 @@ def test_it_reports_invalid_timezones_with_a_suggestion(given, advice):
 # --- Duplicates, limits and reporting every bad row ----------------------------------------------
 
 
-def test_it_keeps_the_first_of_duplicate_addresses_and_counts_the_rest():
+def test_it_normalises_repeats_of_one_number_to_one_address():
     recipients, errors, summary = read(
         "timezone,phone_number,name\n"
         "America/New_York,+12125550123,Ana\n"
         "America/New_York,(212) 555-0123,Ana again\n"
         "Europe/London,12125550123,Ana thrice\n"
-        "America/New_York,+12125550124,Bo\n"
     )
 
+    # Keeping one of them is the importer's (tests/recipients/test_upload.py).
     assert errors == []
-    assert [(r.line, r.name) for r in recipients] == [(2, "Ana"), (5, "Bo")]
-    assert (summary.rows, summary.recipients, summary.duplicates) == (4, 2, 2)
+    assert {r.address for r in recipients} == {"+12125550123"}
+    assert summary.rows == 3
 
 
-def test_it_treats_emails_differing_only_in_case_as_duplicates():
-    recipients, _, summary = read(
-        "timezone,email\nUTC,ana@example.com\nUTC,ANA@Example.com\n", EMAIL
-    )
+def test_it_normalises_emails_differing_only_in_case_to_one_address():
+    recipients, _, _ = read("timezone,email\nUTC,ana@example.com\nUTC,ANA@Example.com\n", EMAIL)
 
-    assert len(recipients) == 1
-    assert summary.duplicates == 1
-
-
-def test_it_accepts_exactly_the_recipient_limit():
-    recipients, errors, summary = read("timezone,phone_number,name\n" + sms_rows(3500))
-
-    assert errors == []
-    assert len(recipients) == 3500
-    assert summary.recipients == 3500
-
-
-def test_it_rejects_one_recipient_over_the_limit_and_still_counts_them_all():
-    recipients, errors, summary = read("timezone,phone_number,name\n" + sms_rows(3501))
-
-    assert len(recipients) == 3500
-    assert [e.kind for e in errors] == [ErrorKind.TOO_MANY_RECIPIENTS]
-    assert errors[0].message == (
-        "This file has 3,501 recipients; the limit for one list is 3,500 — "
-        "split it and add a new recipient list for the rest."
-    )
-    assert summary.recipients == 3501
-
-
-def test_it_does_not_count_duplicates_towards_the_limit():
-    content = "timezone,phone_number,name\n" + sms_rows(3500) + sms_rows(10)
-
-    recipients, errors, summary = read(content)
-
-    assert errors == []
-    assert len(recipients) == 3500
-    assert summary.duplicates == 10
+    assert [r.address for r in recipients] == ["ana@example.com", "ana@example.com"]
 
 
 def test_it_reports_every_bad_row_and_counts_errors_by_kind():
@@ -706,7 +673,8 @@ def test_it_streams_a_large_file_with_flat_memory():
     finally:
         tracemalloc.stop()
 
-    assert count == 3501
+    # The rows checked (ten per allowed recipient), then the error for the unchecked rest.
+    assert count == 35_001
     assert peak < 3 * 1024 * 1024 < len(content)
 
 
@@ -746,7 +714,8 @@ def test_it_writes_an_error_log_with_reason_line_and_original_values():
 
 
 def test_it_titles_the_error_log_with_the_original_header_and_leaves_file_errors_lineless():
-    reader = RecipientReader(io.BytesIO(b"Time Zone,Phone,Name\n" + sms_rows(3501).encode()), SMS)
+    content = b"Time Zone,Phone,Name\n" + sms_rows(35_001).encode()
+    reader = RecipientReader(io.BytesIO(content), SMS)
     errors = [item for item in reader if isinstance(item, RowError)]
     out = io.StringIO()
 
@@ -754,8 +723,8 @@ def test_it_titles_the_error_log_with_the_original_header_and_leaves_file_errors
 
     assert out.getvalue().splitlines() == [
         "reason,line,Time Zone,Phone,Name",
-        '"This file has 3,501 recipients; the limit for one list is 3,500 — split it and add a new '
-        'recipient list for the rest.",',
+        '"This file has 35,001 rows; the limit for one list is 3,500 recipients, so only the first '
+        '35,000 rows were checked — split it and add a new recipient list for each part.",',
     ]
 
 

@@ -289,3 +289,90 @@ def test_the_command_writes_the_error_log_and_exits_one(sms_campaign, tmp_path, 
     log = (tmp_path / "bad-errors.csv").read_text()
     assert "Nowhere" in log
     assert not RecipientList.objects.exists()
+
+
+# --- Repeats and the limit, kept by the database ----------------------------------------------
+
+
+def import_text(campaign, content: str):
+    from recipients.services import recipient_list_import
+
+    return recipient_list_import(
+        campaign=campaign,
+        stream=io.BytesIO(content.encode()),
+        file_name="repeats.csv",
+        start_at=timezone.now(),
+        end_at=None,
+        user=None,
+    )
+
+
+def test_it_keeps_the_first_line_of_a_repeated_recipient_even_chunks_apart(
+    sms_campaign, monkeypatch
+):
+    # Chunks of two rows: the repeats land in later chunks than their first line.
+    monkeypatch.setattr("recipients.services.CHUNK_ROWS", 2)
+    result = import_text(
+        sms_campaign,
+        "timezone,phone_number,name\n"
+        "America/New_York,+12125550123,Ana\n"
+        "America/New_York,+12125550124,Bo\n"
+        "America/New_York,(212) 555-0123,Ana again\n"
+        "Europe/London,12125550123,Ana thrice\n"
+        "America/New_York,+12125550125,Cy\n"
+        "America/New_York,+12125550124,Bo again\n",
+    )
+
+    assert result.summary == {"recipients": 3, "duplicates": 3, "suppressed": 0}
+    kept = Message.objects.order_by("line").values_list("line", "name")
+    assert list(kept) == [(2, "Ana"), (3, "Bo"), (6, "Cy")]
+    assert Contact.objects.count() == 3
+
+
+def test_repeats_do_not_count_towards_the_limit(sms_campaign, monkeypatch):
+    monkeypatch.setattr("recipients.services.CHUNK_ROWS", 1000)
+    sms_campaign.org.max_recipients_per_list = 3500
+    rows = [f"America/New_York,+1212555{i:04d}\n" for i in range(3500)]
+    result = import_text(sms_campaign, "timezone,phone_number\n" + "".join(rows + rows[:10]))
+
+    assert result.accepted
+    assert result.recipient_list.recipient_count == 3500
+    assert result.recipient_list.duplicate_count == 10
+
+
+def test_one_distinct_recipient_over_the_limit_rejects_the_file_and_says_how_many(sms_campaign):
+    sms_campaign.org.max_recipients_per_list = 3500
+    rows = "".join(f"America/New_York,+1212555{i:04d}\n" for i in range(3501))
+    result = import_text(sms_campaign, "timezone,phone_number\n" + rows)
+
+    assert not result.accepted
+    assert result.rejected.file_errors == [
+        "This file has 3,501 recipients; the limit for one list is 3,500 — "
+        "split it and add a new recipient list for the rest."
+    ]
+    assert not Message.objects.exists() and not Contact.objects.exists()
+
+
+def test_a_file_over_the_limit_with_bad_rows_reports_both(sms_campaign):
+    sms_campaign.org.max_recipients_per_list = 3
+    result = import_text(
+        sms_campaign,
+        "timezone,phone_number\n"
+        "America/New_York,12345\n"
+        + "".join(f"America/New_York,+1212555{i:04d}\n" for i in range(4)),
+    )
+
+    assert result.rejected.summary == {"Invalid phone number": 1, "Too many recipients": 1}
+
+
+def test_a_failure_while_reading_reaches_the_importer_and_stores_nothing(sms_campaign, monkeypatch):
+    from recipients import services
+
+    def broken(rows):
+        yield from []
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(services, "_staged_chunks", broken)
+    with pytest.raises(RuntimeError, match="disk gone"):
+        import_text(sms_campaign, "timezone,phone_number\nAmerica/New_York,+12125550123\n")
+    assert not RecipientList.objects.exists() and not Message.objects.exists()
