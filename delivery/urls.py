@@ -1,6 +1,6 @@
 from django.urls import path
 
-from delivery import views, webhooks
+from delivery import views, webhook_urls
 
 app_name = "delivery"
 
@@ -28,7 +28,6 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/live/", views.campaign_live, name="campaign_live"),
     path("campaigns/export.csv", views.campaigns_export, name="campaigns_export"),
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
-    path("webhooks/twilio/status/<int:message_id>/", webhooks.twilio_status, name="twilio_status"),
-    path("webhooks/twilio/inbound/", webhooks.twilio_inbound, name="twilio_inbound"),
-    path("webhooks/sendgrid/events/", webhooks.sendgrid_events, name="sendgrid_events"),
+    # Served by WebhookMiddleware; listed here too so that they reverse like every route.
+    *webhook_urls.urlpatterns,
 ]

@@ -339,3 +339,34 @@ def test_an_event_naming_another_organizations_message_changes_nothing(
     sendgrid_post(sendgrid_key, [forged])
     assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
     assert not Suppression.objects.exists()
+
+
+def test_a_callback_signed_over_the_url_with_its_port_is_accepted(sent_sms, settings):
+    # Twilio has signed some callbacks over the URL with an explicit port; the SDK's validate()
+    # accepts both forms, and the fast single-signature check must not lose that.
+    settings.PUBLIC_BASE_URL = "https://hooks.example.org"
+    path = STATUS_URL.format(sent_sms.pk)
+    params = status_params(sent_sms, "delivered")
+    signed_url = f"https://hooks.example.org:443{path}"
+    signature = RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(signed_url, params)
+    response = Client().post(
+        path,
+        urlencode(params),
+        content_type="application/x-www-form-urlencoded",
+        HTTP_X_TWILIO_SIGNATURE=signature,
+    )
+    assert response.status_code == 204
+    sent_sms.refresh_from_db()
+    assert sent_sms.status == MessageStatus.DELIVERED
+
+
+def test_webhooks_skip_the_browser_middleware_and_unknown_ones_are_not_found(sent_sms):
+    response = twilio_post(STATUS_URL.format(sent_sms.pk), status_params(sent_sms, "delivered"))
+    assert response.status_code == 204
+    # No session, CSRF cookie or page policy for a provider's machine-to-machine call.
+    assert not response.cookies
+    assert "Content-Security-Policy" not in response.headers
+    assert "X-Frame-Options" not in response.headers
+    assert Client().get("/accounts/login/").headers["Content-Security-Policy"]
+    assert Client().post("/webhooks/nobody/").status_code == 404
+    assert Client().get(STATUS_URL.format(sent_sms.pk)).status_code == 405
