@@ -22,7 +22,9 @@ from campaigns.models import Campaign, Channel, Status
 from campaigns.services import activity_record, campaign_start
 from delivery import windows
 from delivery.aggregates import grouped_while_unchanged
-from delivery.models import Message, MessageStatus, Suppression
+from delivery.lookups import ids_condition
+from delivery.models import Message, MessageStatus
+from delivery.services import suppressed_addresses
 from recipients.models import ListStatus, RecipientList
 
 
@@ -234,16 +236,18 @@ def _release(campaign: Campaign, now: datetime, send: SendBatch, report: TickRep
             else:
                 later[when or recipient_list.end_at].append(message_id)
         for when, ids in later.items():
-            Message.objects.filter(pk__in=ids, status=MessageStatus.QUEUED).update(
+            Message.objects.filter(pk__any=ids, status=MessageStatus.QUEUED).update(
                 eligible_at=when or now + timedelta(days=7)
             )
             report.rescheduled += len(ids)
         open_now = open_now[:budget]
-        suppressed = _suppressed(campaign.org_id, [address for _, address in open_now])
+        suppressed = suppressed_addresses(
+            org_id=campaign.org_id, addresses=[address for _, address in open_now]
+        )
         if suppressed:
             ids = [mid for mid, address in open_now if address in suppressed]
             report.opted_out += Message.objects.filter(
-                pk__in=ids, status=MessageStatus.QUEUED
+                pk__any=ids, status=MessageStatus.QUEUED
             ).update(status=MessageStatus.OPTED_OUT, final_at=now)
         claimed = claim([mid for mid, address in open_now if address not in suppressed], now=now)
     # Only after the claims are committed: a crash while sending must find them claimed.
@@ -278,24 +282,14 @@ def claim(message_ids: Iterable[int], *, now: datetime) -> list[int]:
     if not ids:
         return []
     table = Message._meta.db_table
-    marks = ", ".join(["%s"] * len(ids))
+    among, among_params = ids_condition("id", ids, connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET status = %s, lease_until = %s, handed_at = NULL"
-            f" WHERE id IN ({marks}) AND status = %s RETURNING id",
-            [MessageStatus.SENDING, now + lease(), *ids, MessageStatus.QUEUED],
+            f" WHERE {among} AND status = %s RETURNING id",
+            [MessageStatus.SENDING, now + lease(), *among_params, MessageStatus.QUEUED],
         )
         return sorted(row[0] for row in cursor.fetchall())
-
-
-def _suppressed(org_id: int, addresses: list[str]) -> set[str]:
-    if not addresses:
-        return set()
-    return set(
-        Suppression.objects.filter(org_id=org_id, address__in=addresses).values_list(
-            "address", flat=True
-        )
-    )
 
 
 class _WindowRules:
@@ -305,6 +299,7 @@ class _WindowRules:
         self.hours = campaign.weekly_hours
         self.quiet = campaign.channel == Channel.SMS and campaign.org.quiet_hours
         self._hours_cache: dict[object, windows.WeeklyHours] = {}
+        self._eligible_cache: dict[tuple, datetime | None] = {}
 
     def hours_for(self, address: str) -> windows.WeeklyHours:
         if not self.quiet:
@@ -319,13 +314,19 @@ class _WindowRules:
     def next_eligible(
         self, now: datetime, address: str, tz: str, recipient_list: RecipientList
     ) -> datetime | None:
-        return windows.next_eligible(
-            now,
-            self.hours_for(address),
-            tz,
-            start=recipient_list.start_at,
-            end=recipient_list.end_at,
-        )
+        # A tick asks this for thousands of recipients sharing a handful of answers: one per
+        # list, timezone and kind of quiet hours at a given instant.
+        quiet = windows.quiet_hours_for(address) if self.quiet else None
+        key = (now, quiet, tz, recipient_list.pk)
+        if key not in self._eligible_cache:
+            self._eligible_cache[key] = windows.next_eligible(
+                now,
+                self.hours_for(address),
+                tz,
+                start=recipient_list.start_at,
+                end=recipient_list.end_at,
+            )
+        return self._eligible_cache[key]
 
 
 def queued_groups(

@@ -31,16 +31,22 @@ def status_callback_url(message_id: int) -> str:
 
 
 def unsubscribe_token(message_id: int) -> str:
-    return signing.dumps(message_id, salt=_UNSUBSCRIBE_SALT, compress=True)
+    # The id and its signature ("123:…"): every email carries one, and Signer.sign costs a
+    # quarter of signing.dumps' JSON and compression.
+    return _unsubscribe_signer().sign(str(message_id))
 
 
 def unsubscribe_message_id(token: str) -> int | None:
     """The message id a token was signed for, or None for a forged or altered token."""
     try:
-        value = signing.loads(token, salt=_UNSUBSCRIBE_SALT)
+        value = _unsubscribe_signer().unsign(token)
     except signing.BadSignature:
         return None
-    return value if isinstance(value, int) else None
+    return int(value) if value.isdigit() else None
+
+
+def _unsubscribe_signer() -> signing.Signer:
+    return signing.Signer(salt=_UNSUBSCRIBE_SALT)
 
 
 def unsubscribe_url(message_id: int) -> str:

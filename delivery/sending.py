@@ -19,6 +19,7 @@ from campaigns.models import Campaign, Channel, MessageTemplate
 from campaigns.rendering import UNSUBSCRIBE_VARIABLE, render
 from delivery import links
 from delivery.dispatch import _WindowRules, lease
+from delivery.lookups import ids_condition
 from delivery.models import Message, MessageStatus, SendHour, SuppressionReason
 from delivery.providers import get_email_provider, get_sms_provider
 from delivery.providers.base import (
@@ -56,8 +57,10 @@ def send_batch(
     throttle = throttle or get_throttle()
     messages = list(
         Message.objects.filter(
-            pk__in=message_ids, status=MessageStatus.SENDING, handed_at__isnull=True
-        ).order_by("id")
+            pk__any=message_ids, status=MessageStatus.SENDING, handed_at__isnull=True
+        )
+        .only(*_SENT_FIELDS)
+        .order_by("id")
     )
     report.skipped = len(message_ids) - len(messages)
     by_campaign: dict[int, list[Message]] = defaultdict(list)
@@ -70,6 +73,10 @@ def send_batch(
         )
         _send_campaign_group(campaign, group, provider, throttle, report)
     return report
+
+
+# What sending reads of a message: loading all of its columns cost more than sending it.
+_SENT_FIELDS = ("id", "org_id", "campaign_id", "address", "name", "timezone", "variables")
 
 
 def _chunk_size(campaign: Campaign) -> int:
@@ -120,7 +127,7 @@ def _drop_suppressed(campaign: Campaign, chunk: list[Message], now: datetime) ->
     if not suppressed:
         return chunk
     Message.objects.filter(
-        pk__in=[m.pk for m in chunk if m.address in suppressed], status=MessageStatus.SENDING
+        pk__any=[m.pk for m in chunk if m.address in suppressed], status=MessageStatus.SENDING
     ).update(status=MessageStatus.OPTED_OUT, final_at=now, lease_until=None)
     return [m for m in chunk if m.address not in suppressed]
 
@@ -134,13 +141,13 @@ def hand_over(message_ids: Iterable[int], *, now: datetime) -> set[int]:
     ids = list(message_ids)
     if not ids:
         return set()
-    marks = ", ".join(["%s"] * len(ids))
+    among, among_params = ids_condition("id", ids, connection.vendor)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {Message._meta.db_table} SET handed_at = %s, lease_until = %s,"
             f" attempts = attempts + 1"
-            f" WHERE id IN ({marks}) AND status = %s AND handed_at IS NULL RETURNING id",
-            [now, now + lease(), *ids, MessageStatus.SENDING],
+            f" WHERE {among} AND status = %s AND handed_at IS NULL RETURNING id",
+            [now, now + lease(), *among_params, MessageStatus.SENDING],
         )
         return {row[0] for row in cursor.fetchall()}
 
@@ -257,7 +264,7 @@ def record_results(
         backoff = max((r.retry_after or THROTTLE_BACKOFF_SECONDS) for r in throttled)
         throttle.penalise(campaign.sender_id, backoff)
         # The provider refused them, so they certainly did not go: queue them again.
-        sending.filter(pk__in=[r.message_id for r in throttled]).update(
+        sending.filter(pk__any=[r.message_id for r in throttled]).update(
             status=MessageStatus.QUEUED,
             handed_at=None,
             lease_until=None,
@@ -279,15 +286,22 @@ def _count_sends(campaign_id: int, now: datetime, n: int) -> None:
 def _record_accepted(accepted: list[SendResult], now: datetime) -> None:
     if not accepted:
         return
-    rows = ", ".join(["(%s, %s)"] * len(accepted))
-    params: list[object] = []
-    for result in accepted:
-        params += [result.message_id, result.provider_id[:64]]
+    ids = [result.message_id for result in accepted]
+    provider_ids = [result.provider_id[:64] for result in accepted]
+    if connection.vendor == "postgresql":
+        # Two array parameters rather than two placeholders per message (see delivery/lookups).
+        values, params = (
+            "SELECT * FROM unnest(CAST(%s AS bigint[]), CAST(%s AS varchar[]))",
+            [ids, provider_ids],
+        )
+    else:
+        values = "VALUES " + ", ".join(["(%s, %s)"] * len(accepted))
+        params = [value for pair in zip(ids, provider_ids, strict=True) for value in pair]
     table = Message._meta.db_table
     with connection.cursor() as cursor:
         # One statement for the batch; a callback that already moved a message on wins.
         cursor.execute(
-            f"WITH v(id, provider_id) AS (VALUES {rows}) "
+            f"WITH v(id, provider_id) AS ({values}) "
             f"UPDATE {table} SET status = CASE WHEN {table}.status = %s THEN %s"
             f" ELSE {table}.status END,"
             f" provider_id = v.provider_id, sent_at = COALESCE({table}.sent_at, %s),"

@@ -167,8 +167,10 @@ def suppression_remove(*, org: Organization | int, address: str) -> bool:
 
 def suppressed_addresses(*, org_id: int, addresses: list[str]) -> set[str]:
     """Which of these addresses are on the organization's suppression list."""
+    if not addresses:
+        return set()
     return set(
-        Suppression.objects.filter(org_id=org_id, address__in=addresses).values_list(
+        Suppression.objects.filter(org_id=org_id, address__any=addresses).values_list(
             "address", flat=True
         )
     )
