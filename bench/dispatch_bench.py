@@ -50,10 +50,11 @@ def _outbound(campaign, limit: int) -> list:
 
     from campaigns.models import Campaign, Channel
     from delivery.models import Message
-    from delivery.sending import _email, _sms
+    from delivery.sending import Claimed, _email, _sms
 
     campaign = Campaign.objects.select_related("sender", "template", "org").get(pk=campaign.pk)
-    messages = Message.objects.filter(campaign=campaign).order_by("id")[:limit]
+    rows = Message.objects.filter(campaign=campaign).order_by("id").values_list(*Claimed._fields)
+    messages = [Claimed(*row) for row in rows[:limit]]
     now = timezone.now()
     if campaign.channel == Channel.SMS:
         return [_sms(campaign, m, now) for m in messages]
