@@ -10,13 +10,15 @@ from delivery.throttle import GUARD, LocalThrottle, RedisThrottle
 
 
 def schedule(throttle, *, sender_id: int, rate: float, chunk: int, chunks: int, threads: int):
-    """Reserves like several workers at once; returns each chunk's (send time, size)."""
+    """Sends like several workers at once, each waiting for its slot as sending does; returns
+    each chunk's (send time, size)."""
     sends: list[tuple[float, int]] = []
     lock = threading.Lock()
 
     def worker() -> None:
         for _ in range(chunks):
-            at = time.time() + throttle.reserve(sender_id, rate, chunk)
+            throttle.wait_for_slot(sender_id, rate, chunk)
+            at = time.time()
             with lock:
                 sends.append((at, chunk))
 
