@@ -68,3 +68,30 @@ def test_counters_stay_exact_under_concurrent_status_changes(tenants):
         thread.join()
     assert counted(campaign) == real_counts(campaign)
     assert sum(counted(campaign).values()) == 200
+
+
+def test_the_embedded_database_keeps_its_counter_triggers_through_every_migration(tmp_path):
+    # SQLite rebuilds a table to alter it, dropping its triggers: the embedded run's pages would
+    # then read counters nothing maintains. Checked on a fresh file, forward and back.
+    import sqlite3
+
+    from tests.test_configuration import manage
+
+    database = tmp_path / "embedded.sqlite3"
+    url = f"sqlite:///{database}"
+
+    def triggers() -> set[str]:
+        with sqlite3.connect(database) as db:
+            rows = db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                " AND tbl_name = 'delivery_message'"
+            )
+            return {name for (name,) in rows}
+
+    expected = {"outreach_counts_insert", "outreach_counts_update", "outreach_counts_delete"}
+    result = manage("migrate", "-v0", DATABASE_URL=url, DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert triggers() == expected
+    result = manage("migrate", "delivery", "0010", "-v0", DATABASE_URL=url, DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert triggers() == expected
