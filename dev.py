@@ -202,7 +202,28 @@ def cmd_test(args: argparse.Namespace) -> int:
             return 1
     say("pytest")
     result = subprocess.run([py, "-m", "pytest", *args.pytest_args], cwd=ROOT, env=env)
-    return result.returncode
+    if result.returncode or args.pytest_args or env["DATABASE_URL"].startswith("sqlite"):
+        return result.returncode
+    # The first README command runs on SQLite without Redis: the capabilities' own tests run on
+    # that too (a migration once dropped its counter triggers there, unseen by PostgreSQL).
+    say("pytest on the embedded run's database (SQLite, no Redis)")
+    embedded = {
+        **env,
+        "DATABASE_URL": f"sqlite:///{ROOT / 'var' / 'test.sqlite3'}",
+        "OUTREACH_REQUIRE_SERVICES": "false",
+    }
+    embedded.pop("REDIS_URL", None)
+    command = [py, "-m", "pytest", "-q", *EMBEDDED_SUITES]
+    return subprocess.run(command, cwd=ROOT, env=embedded).returncode
+
+
+EMBEDDED_SUITES = [
+    "tests/orgs",
+    "tests/campaigns",
+    "tests/recipients",
+    "tests/delivery",
+    "tests/test_access.py",
+]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
