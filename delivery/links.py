@@ -42,7 +42,17 @@ def unsubscribe_message_id(token: str) -> int | None:
         value = _unsubscribe_signer().unsign(token)
     except signing.BadSignature:
         return None
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isdigit() else _earlier_token_message_id(token)
+
+
+def _earlier_token_message_id(token: str) -> int | None:
+    # Emails sent before December 2026 carry signing.dumps tokens ("value:timestamp:signature",
+    # which the same key signs): their links must keep working.
+    try:
+        value = signing.loads(token, salt=_UNSUBSCRIBE_SALT)
+    except signing.BadSignature:
+        return None
+    return value if isinstance(value, int) else None
 
 
 def _unsubscribe_signer() -> signing.Signer:

@@ -51,6 +51,19 @@ def test_one_click_unsubscribe_works_without_cookie_or_csrf(tenants):
     assert Suppression.objects.filter(address="ana@example.com").exists()
 
 
+def test_a_link_from_an_email_sent_with_the_earlier_token_format_still_unsubscribes(tenants):
+    from django.core import signing
+
+    from delivery.links import _UNSUBSCRIBE_SALT
+
+    message = email_message(tenants.org)
+    earlier = signing.dumps(message.pk, salt=_UNSUBSCRIBE_SALT, compress=True)
+    assert Client(enforce_csrf_checks=True).post(f"/u/{earlier}/").status_code == 200
+    assert Suppression.objects.filter(address="ana@example.com").exists()
+    forged = signing.dumps(message.pk, salt="another purpose", compress=True)
+    assert Client().post(f"/u/{forged}/").status_code == 404
+
+
 def test_a_forged_or_altered_token_does_nothing(tenants):
     message = email_message(tenants.org)
     token = unsubscribe_token(message.pk)
