@@ -50,6 +50,18 @@ class SendReport:
         return {"handed": self.handed, "skipped": self.skipped, **self.results}
 
 
+class Claimed(NamedTuple):
+    """What sending reads of a claimed message: building model instances cost a fifth of an
+    email's time (bench/dispatch_bench.py), and sending needs only these columns."""
+
+    pk: int
+    campaign_id: int
+    address: str
+    name: str
+    timezone: str
+    variables: dict
+
+
 def send_batch(
     message_ids: Sequence[int], *, providers: dict | None = None, throttle: Throttle | None = None
 ) -> SendReport:
@@ -75,18 +87,6 @@ def send_batch(
         )
         _send_campaign_group(campaign, group, provider, throttle, report)
     return report
-
-
-class Claimed(NamedTuple):
-    """What sending reads of a claimed message: building model instances cost a fifth of an
-    email's time (bench/dispatch_bench.py), and sending needs only these columns."""
-
-    pk: int
-    campaign_id: int
-    address: str
-    name: str
-    timezone: str
-    variables: dict
 
 
 def _chunk_size(campaign: Campaign) -> int:
