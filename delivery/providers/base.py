@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
+# How many requests to a provider one worker keeps open at once (delivery/sending.py): also the
+# size of a provider's connection pool, so that no request waits for a connection.
+REQUESTS_IN_FLIGHT = 16
+
 
 @dataclass(frozen=True)
 class OutboundSms:

@@ -15,7 +15,13 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from delivery.providers.base import OutboundSms, ResultKind, SendResult, parse_retry_after
+from delivery.providers.base import (
+    REQUESTS_IN_FLIGHT,
+    OutboundSms,
+    ResultKind,
+    SendResult,
+    parse_retry_after,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +87,7 @@ class TwilioSmsProvider:
         base_url: str = "",
         timeout: float = 10,
         *,
-        max_workers: int = 8,
+        max_workers: int = REQUESTS_IN_FLIGHT,
     ) -> None:
         self.http_client = _PooledHttpClient(
             timeout=timeout, pool_size=max_workers, base_url=base_url or TWILIO_API

@@ -1,6 +1,8 @@
 """End to end through the real SDKs: dispatcher → sandbox over HTTP → signed callbacks → final."""
 
 import time
+from collections import Counter
+from itertools import pairwise
 
 import pytest
 from django.utils import timezone
@@ -35,7 +37,7 @@ def run_until_done(campaign: Campaign, sandbox, *, ticks: int = 30) -> None:
         time.sleep(0.05)
 
 
-def make_campaign(tenants, channel: str, n: int) -> Campaign:
+def make_campaign(tenants, channel: str, n: int, *, rate: int = 500) -> Campaign:
     tenants.org.quiet_hours = False
     tenants.org.save()
     sender_factory = SmsSenderFactory if channel == Channel.SMS else EmailSenderFactory
@@ -43,7 +45,7 @@ def make_campaign(tenants, channel: str, n: int) -> Campaign:
         org=tenants.org,
         channel=channel,
         schedule=ALL_WEEK,
-        sender=sender_factory(org=tenants.org, rate_limit=500),
+        sender=sender_factory(org=tenants.org, rate_limit=rate, rate_period="second"),
     )
     recipient_list = RecipientListFactory(campaign=campaign, start_at=timezone.now())
     for i in range(n):
@@ -93,3 +95,23 @@ def test_a_stop_reply_lands_on_the_suppression_list(tenants, sandbox):
     campaign_run(campaign=campaign, user=tenants.admin)
     run_until_done(campaign, sandbox)
     assert Suppression.objects.filter(org=tenants.org, reason="stop_reply").count() == 3
+
+
+def test_a_slow_provider_is_not_waited_on_message_by_message_yet_the_throttle_holds(
+    tenants, sandbox
+):
+    # Twilio answers in ~150 ms: a worker that waited for each answer before taking the next
+    # slot would send a handful a second whatever the sender's rate.
+    sandbox.configure(fault_mode="slow", slow_seconds=0.3, delivered_ratio=1.0)
+    campaign = make_campaign(tenants, Channel.SMS, 40, rate=20)
+    campaign_run(campaign=campaign, user=tenants.admin)
+    run_until_done(campaign, sandbox)
+
+    received = sorted(r["at"] for r in sandbox.received)
+    assert set(sandbox.requests_per_message().values()) == {1} and len(received) == 40
+    # Sent while an earlier request still waited for its answer: none if sent one by one.
+    overlapping = sum(1 for before, at in pairwise(received) if at < before + 0.3)
+    assert overlapping >= 20, overlapping
+    per_second = Counter(int(at) for at in received)
+    assert max(per_second.values()) <= 20, per_second
+    assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.DELIVERED}
