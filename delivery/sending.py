@@ -93,11 +93,12 @@ def send_batch(
     return report
 
 
-# A provider whose answers take this many times longer than the CPU its call spends is waited on
-# in threads, REQUESTS_IN_FLIGHT at a time: Twilio answers in ~150 ms, and waiting for each answer
-# before reserving the next slot would hold a worker near 7 SMS a second whatever its sender's
-# rate. A provider that answers at once (the local sandbox) is called inline, where threads would
-# only contend for the GIL.
+# A provider whose requests take longer than this, mostly waiting (WAITING_FACTOR times the CPU
+# the call spends), is waited on in threads, REQUESTS_IN_FLIGHT at a time: Twilio answers in
+# ~150 ms, and waiting for each answer before reserving the next slot would hold a worker near
+# 7 SMS a second whatever its sender's rate. A provider that answers at once (the local sandbox,
+# ~1 ms) is called inline, where threads would only contend for the GIL.
+SLOW_REQUEST_SECONDS = 0.02
 WAITING_FACTOR = 4
 
 
@@ -175,7 +176,12 @@ def _send_campaign_group(
                     results = provider.send([o for request in outbound for o in request])
                     wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
                     record(results)
-                    in_threads = bool(results) and wall > WAITING_FACTOR * cpu
+                    sent = sum(1 for request in outbound if request)
+                    in_threads = (
+                        sent > 0
+                        and wall / sent > SLOW_REQUEST_SECONDS
+                        and wall > WAITING_FACTOR * cpu
+                    )
                     continue
                 for request in outbound:
                     if not request:
