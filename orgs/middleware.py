@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 from orgs.models import Membership
 
@@ -23,7 +24,8 @@ def _current_membership(request: HttpRequest) -> Membership | None:
 
 
 class OrgMiddleware:
-    """Sets request.membership and request.org (None for anonymous users and outsiders)."""
+    """Sets request.membership and request.org (None for anonymous users and outsiders), and
+    makes the organization's timezone the current one."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -32,4 +34,9 @@ class OrgMiddleware:
         membership = _current_membership(request)
         request.membership = membership
         request.org = membership.org if membership else None
+        # Pages show times on the organization's clock, the one its administrators type dates in.
+        if request.org is not None:
+            timezone.activate(request.org.tz)
+        else:
+            timezone.deactivate()
         return self.get_response(request)
