@@ -85,8 +85,7 @@ def recipient_list_import(
                 created_by=user,
             )
             reader = RecipientReader(stream, options)
-            valid_rows = _Counted(_valid_rows(reader, errors))
-            recipients = _store(recipient_list, valid_rows)
+            recipients = _store(recipient_list, _valid_rows(reader, errors))
             limit = options.max_recipients
             if recipients > limit and not any(
                 e.kind == ErrorKind.TOO_MANY_RECIPIENTS for e in errors
@@ -96,7 +95,8 @@ def recipient_list_import(
                 raise _Rejected
             counts = {
                 "recipients": recipients,
-                "duplicates": valid_rows.count - recipients,
+                # Accepted, so every data row was valid: the rest repeated an earlier address.
+                "duplicates": reader.summary.rows - recipients,
                 "suppressed": _apply_suppressions(recipient_list),
             }
             recipient_list.recipient_count = counts["recipients"]
@@ -129,19 +129,6 @@ def _valid_rows(
         if isinstance(item, RowError):
             errors.append(item)
         else:
-            yield item
-
-
-class _Counted:
-    """Passes items through, counting them."""
-
-    def __init__(self, items: Iterable[Recipient]) -> None:
-        self._items = items
-        self.count = 0
-
-    def __iter__(self) -> Iterator[Recipient]:
-        for item in self._items:
-            self.count += 1
             yield item
 
 
