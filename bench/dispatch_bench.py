@@ -51,6 +51,7 @@ def _outbound(campaign, limit: int) -> list:
     from django.utils import timezone
 
     from campaigns.models import Campaign, Channel
+    from delivery.dispatch import _WindowRules
     from delivery.models import Message
     from delivery.sending import Claimed, _email, _sms
 
@@ -59,7 +60,8 @@ def _outbound(campaign, limit: int) -> list:
     messages = [Claimed(*row) for row in rows[:limit]]
     now = timezone.now()
     if campaign.channel == Channel.SMS:
-        return [_sms(campaign, m, now) for m in messages]
+        rules = _WindowRules(campaign)
+        return [_sms(campaign, m, now, rules) for m in messages]
     return [_email(campaign, m, ()) for m in messages]
 
 

@@ -282,7 +282,7 @@ def claim(message_ids: Iterable[int], *, now: datetime) -> list[int]:
     if not ids:
         return []
     table = Message._meta.db_table
-    among, among_params = ids_condition("id", ids, connection.vendor)
+    among, among_params = ids_condition("id", ids)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET status = %s, lease_until = %s, handed_at = NULL"

@@ -7,6 +7,7 @@ in bench/dispatch_bench.py). Elsewhere `__any` is exactly `__in`.
 
 from collections.abc import Sequence
 
+from django.db import connection
 from django.db.models import Field
 from django.db.models.lookups import In
 
@@ -27,8 +28,8 @@ class AnyOf(In):
         ]
 
 
-def ids_condition(column: str, ids: Sequence[int], vendor: str) -> tuple[str, list]:
+def ids_condition(column: str, ids: Sequence[int]) -> tuple[str, list]:
     """SQL and parameters for `column` being one of `ids`, for hand-written statements."""
-    if vendor == "postgresql":
+    if connection.vendor == "postgresql":
         return f"{column} = ANY(CAST(%s AS bigint[]))", [list(ids)]
     return f"{column} IN ({', '.join(['%s'] * len(ids))})", list(ids)

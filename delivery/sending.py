@@ -131,6 +131,7 @@ def _send_campaign_group(
     """
     sender = campaign.sender
     attachments = _attachments(campaign.template) if campaign.channel == Channel.EMAIL else ()
+    rules = _WindowRules(campaign)
     room = threading.BoundedSemaphore(REQUESTS_IN_FLIGHT)
     in_flight: list[Future] = []
     in_threads = False
@@ -168,7 +169,11 @@ def _send_campaign_group(
                 handed = hand_over([m.pk for m in kept], now=now)
                 report.handed += len(handed)
                 outbound = [
-                    [_outbound(campaign, m, now, attachments) for m in request if m.pk in handed]
+                    [
+                        _outbound(campaign, m, now, rules, attachments)
+                        for m in request
+                        if m.pk in handed
+                    ]
                     for request in requests
                 ]
                 if not in_threads:
@@ -196,10 +201,14 @@ def _send_campaign_group(
 
 
 def _outbound(
-    campaign: Campaign, message: Claimed, now: datetime, attachments: tuple[Attachment, ...]
+    campaign: Campaign,
+    message: Claimed,
+    now: datetime,
+    rules: _WindowRules,
+    attachments: tuple[Attachment, ...],
 ) -> OutboundSms | OutboundEmail:
     if campaign.channel == Channel.SMS:
-        return _sms(campaign, message, now)
+        return _sms(campaign, message, now, rules)
     return _email(campaign, message, attachments)
 
 
@@ -223,7 +232,7 @@ def hand_over(message_ids: Iterable[int], *, now: datetime) -> set[int]:
     ids = list(message_ids)
     if not ids:
         return set()
-    among, among_params = ids_condition("id", ids, connection.vendor)
+    among, among_params = ids_condition("id", ids)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {Message._meta.db_table} SET handed_at = %s, lease_until = %s,"
@@ -243,7 +252,7 @@ def _values(message: Claimed, extra: dict[str, str] | None = None) -> dict[str, 
     return values
 
 
-def _sms(campaign: Campaign, message: Claimed, now: datetime) -> OutboundSms:
+def _sms(campaign: Campaign, message: Claimed, now: datetime, rules: _WindowRules) -> OutboundSms:
     sender = campaign.sender
     return OutboundSms(
         message_id=message.pk,
@@ -251,13 +260,13 @@ def _sms(campaign: Campaign, message: Claimed, now: datetime) -> OutboundSms:
         sender=sender.phone_number or sender.messaging_service_sid,
         body=render(campaign.template.body, _values(message)),
         status_callback=links.status_callback_url(message.pk),
-        validity_period=_validity(campaign, message, now),
+        validity_period=_validity(rules, message, now),
     )
 
 
-def _validity(campaign: Campaign, message: Claimed, now: datetime) -> int | None:
+def _validity(rules: _WindowRules, message: Claimed, now: datetime) -> int | None:
     """Seconds left in the recipient's window, so Twilio's queue cannot deliver after hours."""
-    hours = _WindowRules(campaign).hours_for(message.address)
+    hours = rules.hours_for(message.address)
     closes = window_end(now, hours, message.timezone)
     if closes is None:
         return VALIDITY_MIN

@@ -89,9 +89,10 @@ class Throttle:
             delay = self.reserve(sender_id, per_second, n)
             if delay > 0:
                 sleep(delay)
-            if time.monotonic() - (asked + delay) <= LATE_LIMIT:
+            late = time.monotonic() - (asked + delay)
+            if late <= LATE_LIMIT:
                 return
-            log.info("Sender %s woke %.3f s after its slot; reserving again", sender_id, delay)
+            log.info("Sender %s woke %.3f s after its slot; reserving again", sender_id, late)
 
     def reserve(self, sender_id: int, per_second: float, n: int) -> float:
         raise NotImplementedError
