@@ -24,6 +24,14 @@ PRODUCTION = {
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return _run("manage.py", *args, **env)
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return _run("-c", code, **env)
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
     # The browser tests allow Django's async-unsafe calls in their own process only.
     clean = {
         k: v
@@ -31,7 +39,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         if k not in PRODUCTION and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
     }
     return subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *args],
         cwd=ROOT,
         env={**clean, **env},
         capture_output=True,
@@ -44,18 +52,6 @@ def test_it_passes_the_deployment_checklist_with_production_settings():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
-
-
-def _python(code: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.mark.parametrize(
