@@ -183,6 +183,16 @@ def ensure_chromium() -> None:
     # When it still is missing, the browser tests skip locally and fail under CI=true.
 
 
+# What the test command runs again on the embedded run's database (SQLite, no Redis).
+EMBEDDED_SUITES = [
+    "tests/orgs",
+    "tests/campaigns",
+    "tests/recipients",
+    "tests/delivery",
+    "tests/test_access.py",
+]
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     ensure_environment()
     ensure_chromium()
@@ -215,15 +225,6 @@ def cmd_test(args: argparse.Namespace) -> int:
     embedded.pop("REDIS_URL", None)
     command = [py, "-m", "pytest", "-q", *EMBEDDED_SUITES]
     return subprocess.run(command, cwd=ROOT, env=embedded).returncode
-
-
-EMBEDDED_SUITES = [
-    "tests/orgs",
-    "tests/campaigns",
-    "tests/recipients",
-    "tests/delivery",
-    "tests/test_access.py",
-]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
