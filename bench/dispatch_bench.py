@@ -51,7 +51,7 @@ def _outbound(campaign, limit: int) -> list:
     from django.utils import timezone
 
     from campaigns.models import Campaign, Channel
-    from delivery.dispatch import _WindowRules
+    from delivery.dispatch import WindowRules
     from delivery.models import Message
     from delivery.sending import Claimed, _email, _sms
 
@@ -60,7 +60,7 @@ def _outbound(campaign, limit: int) -> list:
     messages = [Claimed(*row) for row in rows[:limit]]
     now = timezone.now()
     if campaign.channel == Channel.SMS:
-        rules = _WindowRules(campaign)
+        rules = WindowRules(campaign)
         return [_sms(campaign, m, now, rules) for m in messages]
     return [_email(campaign, m, ()) for m in messages]
 

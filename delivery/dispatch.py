@@ -225,7 +225,7 @@ def _release(campaign: Campaign, now: datetime, send: SendBatch, report: TickRep
         candidates = _due_candidates(campaign, now, list(lists), budget * 2)
         if not candidates:
             return 0
-        rules = _WindowRules(campaign)
+        rules = WindowRules(campaign)
         open_now: list[tuple[int, str]] = []
         later: dict[datetime | None, list[int]] = defaultdict(list)
         for message_id, address, tz, list_id in candidates:
@@ -292,7 +292,7 @@ def claim(message_ids: Iterable[int], *, now: datetime) -> list[int]:
         return sorted(row[0] for row in cursor.fetchall())
 
 
-class _WindowRules:
+class WindowRules:
     """The campaign's hours for each recipient, with legal quiet hours, cached per kind."""
 
     def __init__(self, campaign: Campaign) -> None:

@@ -22,7 +22,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, Channel, MessageTemplate
 from campaigns.rendering import UNSUBSCRIBE_VARIABLE, render
 from delivery import links
-from delivery.dispatch import _WindowRules, lease
+from delivery.dispatch import WindowRules, lease
 from delivery.lookups import ids_condition
 from delivery.models import Message, MessageStatus, SendHour, SuppressionReason
 from delivery.providers import get_email_provider, get_sms_provider
@@ -131,7 +131,7 @@ def _send_campaign_group(
     """
     sender = campaign.sender
     attachments = _attachments(campaign.template) if campaign.channel == Channel.EMAIL else ()
-    rules = _WindowRules(campaign)
+    rules = WindowRules(campaign)
     room = threading.BoundedSemaphore(REQUESTS_IN_FLIGHT)
     in_flight: list[Future] = []
     in_threads = False
@@ -204,7 +204,7 @@ def _outbound(
     campaign: Campaign,
     message: Claimed,
     now: datetime,
-    rules: _WindowRules,
+    rules: WindowRules,
     attachments: tuple[Attachment, ...],
 ) -> OutboundSms | OutboundEmail:
     if campaign.channel == Channel.SMS:
@@ -252,7 +252,7 @@ def _values(message: Claimed, extra: dict[str, str] | None = None) -> dict[str, 
     return values
 
 
-def _sms(campaign: Campaign, message: Claimed, now: datetime, rules: _WindowRules) -> OutboundSms:
+def _sms(campaign: Campaign, message: Claimed, now: datetime, rules: WindowRules) -> OutboundSms:
     sender = campaign.sender
     return OutboundSms(
         message_id=message.pk,
@@ -264,7 +264,7 @@ def _sms(campaign: Campaign, message: Claimed, now: datetime, rules: _WindowRule
     )
 
 
-def _validity(rules: _WindowRules, message: Claimed, now: datetime) -> int | None:
+def _validity(rules: WindowRules, message: Claimed, now: datetime) -> int | None:
     """Seconds left in the recipient's window, so Twilio's queue cannot deliver after hours."""
     hours = rules.hours_for(message.address)
     closes = window_end(now, hours, message.timezone)
