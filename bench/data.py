@@ -1,6 +1,6 @@
 """Benchmark data, made fast: organizations and campaigns by the factories, messages by SQL.
 
-Messages are written the way the import writes them (`recipients.services._promote`): one
+Messages are written the way the import writes them (`recipients.services._store`): one
 contact per address, every message of a list due at the list's start, variables as JSON, and
 the status-count triggers on delivery_message keeping the counters exact.
 """
