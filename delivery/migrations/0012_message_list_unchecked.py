@@ -3,15 +3,11 @@ import importlib
 import django.db.models.deletion
 from django.db import migrations, models
 
-# SQLite rebuilds the table to change a column, and the rebuilt table has none of the counters'
-# row triggers: put them back, both ways (as 0011 does).
-_triggers = importlib.import_module("delivery.migrations.0006_message_count_triggers")
-
-
-def sqlite_triggers_again(apps, schema_editor):
-    if schema_editor.connection.vendor == "sqlite":
-        for statement in (*_triggers.SQLITE_REVERSE, *_triggers.SQLITE):
-            schema_editor.execute(statement)
+# SQLite rebuilds the table to change a column and drops the counters' row triggers with it:
+# 0011 puts them back, both ways, and so does this.
+sqlite_triggers_again = importlib.import_module(
+    "delivery.migrations.0011_message_once_per_list"
+).sqlite_triggers_again
 
 
 class Migration(migrations.Migration):
