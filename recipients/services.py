@@ -226,9 +226,12 @@ def _contacts_ensure(org_id: int, chunk: list[tuple]) -> dict[str, int]:
     _, addresses, names, zones, _ = (list(column) for column in zip(*chunk, strict=True))
     if connection.vendor == "postgresql":
         with _binding_cursor() as cursor:
+            # In address order, so that two imports sharing people lock those contacts in the
+            # same order and one waits for the other, not both for each other (for files over
+            # one chunk, only within each chunk).
             cursor.execute(
                 f"INSERT INTO {table} (org_id, address, name, timezone, created_at)"
-                f" SELECT %b, a, n, z, %b FROM unnest(%b, %b, %b) u(a, n, z)"
+                f" SELECT %b, a, n, z, %b FROM unnest(%b, %b, %b) u(a, n, z) ORDER BY a"
                 f" ON CONFLICT (org_id, address) DO NOTHING RETURNING address, id",
                 [org_id, now, addresses, names, zones],
             )

@@ -399,3 +399,45 @@ def test_a_failure_while_a_chunk_is_being_stored_stores_nothing(sms_campaign, mo
         import_text(sms_campaign, "timezone,phone_number\n" + rows)
     assert not RecipientList.objects.exists()
     assert not Message.objects.exists() and not Contact.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_uploads_sharing_people_at_the_same_moment_both_go_in(tenants):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        # SQLite's test database is an in-memory shared cache whose table locks never wait;
+        # the embedded run's database file makes a second writer wait its turn.
+        pytest.skip("row locks are PostgreSQL's")
+    # The same patients for two campaigns, uploaded side by side in opposite orders: each import
+    # locks the contacts it creates until it commits. Without a common order the two would wait
+    # on each other and PostgreSQL would abort one (it did, every time, at this size).
+    import threading
+
+    tenants.org.max_recipients_per_list = 9000
+    tenants.org.save()
+    first, second = (CampaignFactory(org=tenants.org) for _ in range(2))
+    rows = [f"America/New_York,+121255{i:05d}\n" for i in range(9000)]
+    files = {first: rows, second: rows[::-1]}
+    start, outcomes = threading.Barrier(2), {}
+
+    def upload(campaign) -> None:
+        try:
+            start.wait()
+            outcomes[campaign] = import_text(
+                campaign, "timezone,phone_number\n" + "".join(files[campaign])
+            )
+        except Exception as error:  # reported below, with the other thread's outcome
+            outcomes[campaign] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upload, args=(campaign,)) for campaign in files]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(getattr(outcome, "accepted", False) for outcome in outcomes.values()), outcomes
+    assert Contact.objects.filter(org=tenants.org).count() == 9000
+    assert Message.objects.filter(campaign=first).count() == 9000
+    assert Message.objects.filter(campaign=second).count() == 9000
