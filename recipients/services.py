@@ -76,6 +76,7 @@ def recipient_list_import(
     errors: list[RowError] = []
     try:
         with transaction.atomic():
+            _imports_one_at_a_time(org.pk)
             recipient_list = RecipientList.objects.create(
                 org=org,
                 campaign=campaign,
@@ -117,6 +118,22 @@ def recipient_list_import(
         rejected = _reject(campaign, file_name, errors, reader.header, user)
         return ImportResult(rejected=rejected, summary=dict(rejected.summary))
     return ImportResult(recipient_list=recipient_list, summary=counts)
+
+
+def _imports_one_at_a_time(org_id: int) -> None:
+    """Waits for the organization's running import, if any; the next waits for this one.
+
+    Two imports sharing people lock the contacts they create until they commit: side by side,
+    each could come to wait for a contact the other holds, and PostgreSQL would abort one.
+    The turn ends with the transaction. (SQLite already lets one writer in at a time.)
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_IMPORT_LOCKS, org_id])
+
+
+# The key space of the import locks among PostgreSQL's advisory locks (the other key: the org).
+_IMPORT_LOCKS = 4_004
 
 
 def _valid_rows(
@@ -226,12 +243,9 @@ def _contacts_ensure(org_id: int, chunk: list[tuple]) -> dict[str, int]:
     _, addresses, names, zones, _ = (list(column) for column in zip(*chunk, strict=True))
     if connection.vendor == "postgresql":
         with _binding_cursor() as cursor:
-            # In address order, so that two imports sharing people lock those contacts in the
-            # same order and one waits for the other, not both for each other (for files over
-            # one chunk, only within each chunk).
             cursor.execute(
                 f"INSERT INTO {table} (org_id, address, name, timezone, created_at)"
-                f" SELECT %b, a, n, z, %b FROM unnest(%b, %b, %b) u(a, n, z) ORDER BY a"
+                f" SELECT %b, a, n, z, %b FROM unnest(%b, %b, %b) u(a, n, z)"
                 f" ON CONFLICT (org_id, address) DO NOTHING RETURNING address, id",
                 [org_id, now, addresses, names, zones],
             )

@@ -401,25 +401,13 @@ def test_a_failure_while_a_chunk_is_being_stored_stores_nothing(sms_campaign, mo
     assert not Message.objects.exists() and not Contact.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_two_uploads_sharing_people_at_the_same_moment_both_go_in(tenants):
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        # SQLite's test database is an in-memory shared cache whose table locks never wait;
-        # the embedded run's database file makes a second writer wait its turn.
-        pytest.skip("row locks are PostgreSQL's")
-    # The same patients for two campaigns, uploaded side by side in opposite orders: each import
-    # locks the contacts it creates until it commits. Without a common order the two would wait
-    # on each other and PostgreSQL would abort one (it did, every time, at this size).
+def import_side_by_side(files: dict) -> dict:
+    """Imports each campaign's rows in a thread of its own, all starting at the same moment."""
     import threading
 
-    tenants.org.max_recipients_per_list = 9000
-    tenants.org.save()
-    first, second = (CampaignFactory(org=tenants.org) for _ in range(2))
-    rows = [f"America/New_York,+121255{i:05d}\n" for i in range(9000)]
-    files = {first: rows, second: rows[::-1]}
-    start, outcomes = threading.Barrier(2), {}
+    from django.db import connection
+
+    start, outcomes = threading.Barrier(len(files)), {}
 
     def upload(campaign) -> None:
         try:
@@ -427,7 +415,7 @@ def test_two_uploads_sharing_people_at_the_same_moment_both_go_in(tenants):
             outcomes[campaign] = import_text(
                 campaign, "timezone,phone_number\n" + "".join(files[campaign])
             )
-        except Exception as error:  # reported below, with the other thread's outcome
+        except Exception as error:  # reported by the caller, with the other threads' outcomes
             outcomes[campaign] = error
         finally:
             connection.close()
@@ -437,7 +425,95 @@ def test_two_uploads_sharing_people_at_the_same_moment_both_go_in(tenants):
         thread.start()
     for thread in threads:
         thread.join()
+    return outcomes
+
+
+def needs_row_locks() -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        # SQLite's test database is an in-memory shared cache whose table locks never wait;
+        # the embedded run's database file makes a second writer wait its turn.
+        pytest.skip("row locks are PostgreSQL's")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_uploads_sharing_people_at_the_same_moment_both_go_in(tenants):
+    needs_row_locks()
+    # The same patients for two campaigns, uploaded side by side in opposite orders: each import
+    # locks the contacts it creates until it commits. Side by side the two came to wait on each
+    # other and PostgreSQL aborted one, every time, before an organization's imports took turns.
+    tenants.org.max_recipients_per_list = 9000
+    tenants.org.save()
+    first, second = (CampaignFactory(org=tenants.org) for _ in range(2))
+    rows = [f"America/New_York,+121255{i:05d}\n" for i in range(9000)]
+
+    outcomes = import_side_by_side({first: rows, second: rows[::-1]})
+
     assert all(getattr(outcome, "accepted", False) for outcome in outcomes.values()), outcomes
     assert Contact.objects.filter(org=tenants.org).count() == 9000
     assert Message.objects.filter(campaign=first).count() == 9000
     assert Message.objects.filter(campaign=second).count() == 9000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_long_uploads_sharing_people_at_the_same_moment_both_go_in(tenants, monkeypatch):
+    needs_row_locks()
+    # Over several chunks each import holds the contacts of its earlier chunks: going through
+    # the same people in opposite orders, the two met in the middle (every time, before).
+    monkeypatch.setattr("recipients.services.CHUNK_ROWS", 500)
+    tenants.org.max_recipients_per_list = 6000
+    tenants.org.save()
+    first, second = (CampaignFactory(org=tenants.org) for _ in range(2))
+    rows = [f"America/New_York,+121255{i:05d}\n" for i in range(6000)]
+
+    outcomes = import_side_by_side({first: rows, second: rows[::-1]})
+
+    assert all(getattr(outcome, "accepted", False) for outcome in outcomes.values()), outcomes
+    assert Contact.objects.filter(org=tenants.org).count() == 6000
+    assert Message.objects.filter(campaign=first).count() == 6000
+    assert Message.objects.filter(campaign=second).count() == 6000
+    # The aborted attempt left nothing behind: one list per campaign.
+    assert RecipientList.objects.filter(campaign__in=[first, second]).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_waits_only_for_its_own_organizations_imports(tenants):
+    needs_row_locks()
+    import threading
+
+    from django.db import connection, connections
+
+    from recipients import services
+
+    def upload_in_background(campaign) -> threading.Event:
+        done = threading.Event()
+
+        def upload() -> None:
+            try:
+                import_text(campaign, "timezone,phone_number\nAmerica/New_York,+12125550123\n")
+                done.set()
+            finally:
+                connection.close()
+
+        threading.Thread(target=upload, daemon=True).start()
+        return done
+
+    # Another session holds Acme's turn, as a running import does until it commits.
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    with holder.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [services._IMPORT_LOCKS, tenants.org.pk]
+        )
+    globex = upload_in_background(CampaignFactory(org=tenants.other_org))
+    acme_campaign = CampaignFactory(org=tenants.org)
+    acme = upload_in_background(acme_campaign)
+    try:
+        assert globex.wait(10)  # another organization's import is not held up
+        assert not acme.wait(1)  # Acme's waits for the running one to finish
+    finally:
+        holder.rollback()
+        holder.close()
+    assert acme.wait(10)
+    assert RecipientList.objects.filter(campaign=acme_campaign).count() == 1
