@@ -438,43 +438,28 @@ def needs_row_locks() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_uploads_sharing_people_at_the_same_moment_both_go_in(tenants):
+@pytest.mark.parametrize(
+    ("recipients", "chunk_rows"), [(9000, 10_000), (6000, 500)], ids=["one chunk", "many chunks"]
+)
+def test_two_uploads_sharing_people_at_the_same_moment_both_go_in(
+    tenants, monkeypatch, recipients, chunk_rows
+):
     needs_row_locks()
     # The same patients for two campaigns, uploaded side by side in opposite orders: each import
     # locks the contacts it creates until it commits. Side by side the two came to wait on each
     # other and PostgreSQL aborted one, every time, before an organization's imports took turns.
-    tenants.org.max_recipients_per_list = 9000
+    monkeypatch.setattr("recipients.services.CHUNK_ROWS", chunk_rows)
+    tenants.org.max_recipients_per_list = recipients
     tenants.org.save()
     first, second = (CampaignFactory(org=tenants.org) for _ in range(2))
-    rows = [f"America/New_York,+121255{i:05d}\n" for i in range(9000)]
+    rows = [f"America/New_York,+121255{i:05d}\n" for i in range(recipients)]
 
     outcomes = import_side_by_side({first: rows, second: rows[::-1]})
 
     assert all(getattr(outcome, "accepted", False) for outcome in outcomes.values()), outcomes
-    assert Contact.objects.filter(org=tenants.org).count() == 9000
-    assert Message.objects.filter(campaign=first).count() == 9000
-    assert Message.objects.filter(campaign=second).count() == 9000
-
-
-@pytest.mark.django_db(transaction=True)
-def test_two_long_uploads_sharing_people_at_the_same_moment_both_go_in(tenants, monkeypatch):
-    needs_row_locks()
-    # Over several chunks each import holds the contacts of its earlier chunks: going through
-    # the same people in opposite orders, the two met in the middle (every time, before).
-    monkeypatch.setattr("recipients.services.CHUNK_ROWS", 500)
-    tenants.org.max_recipients_per_list = 6000
-    tenants.org.save()
-    first, second = (CampaignFactory(org=tenants.org) for _ in range(2))
-    rows = [f"America/New_York,+121255{i:05d}\n" for i in range(6000)]
-
-    outcomes = import_side_by_side({first: rows, second: rows[::-1]})
-
-    assert all(getattr(outcome, "accepted", False) for outcome in outcomes.values()), outcomes
-    assert Contact.objects.filter(org=tenants.org).count() == 6000
-    assert Message.objects.filter(campaign=first).count() == 6000
-    assert Message.objects.filter(campaign=second).count() == 6000
-    # The aborted attempt left nothing behind: one list per campaign.
-    assert RecipientList.objects.filter(campaign__in=[first, second]).count() == 2
+    assert Contact.objects.filter(org=tenants.org).count() == recipients
+    assert Message.objects.filter(campaign=first).count() == recipients
+    assert Message.objects.filter(campaign=second).count() == recipients
 
 
 @pytest.mark.django_db(transaction=True)
