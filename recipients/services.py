@@ -6,6 +6,7 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO
@@ -225,16 +226,18 @@ class _JsonbText(psycopg.adapt.Dumper):
         return b"\x01" + obj.encode()  # jsonb's binary format: version 1, then the text
 
 
-def _binding_cursor() -> psycopg.Cursor:
+@contextmanager
+def _binding_cursor() -> Iterator[psycopg.Cursor]:
     """A cursor on Django's PostgreSQL connection that sends parameters apart from the SQL.
 
     Django quotes parameters into the statement text; for ten thousand values that quoting
-    cost more than the insert itself. Binary parameters and COPY skip it.
+    cost more than the insert itself. Binary parameters and COPY skip it. Its errors are
+    Django's, as a Django cursor's would be.
     """
     connection.ensure_connection()
-    cursor = psycopg.Cursor(connection.connection)
-    cursor.adapters.register_dumper(None, _JsonbText)  # only where COPY is told "jsonb"
-    return cursor
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.adapters.register_dumper(None, _JsonbText)  # only where COPY is told "jsonb"
+        yield cursor
 
 
 def _contacts_ensure(org_id: int, chunk: list[tuple]) -> dict[str, int]:
@@ -314,7 +317,6 @@ def _messages_insert(
         try:
             with (
                 transaction.atomic(),
-                connection.wrap_database_errors,
                 _binding_cursor() as cursor,
                 cursor.copy(copy_sql, writer=QueuedLibpqWriter(cursor)) as copy,
             ):
