@@ -243,7 +243,7 @@ def _binding_cursor() -> Iterator[psycopg.Cursor]:
 def _contacts_ensure(org_id: int, chunk: list[tuple]) -> dict[str, int]:
     """Creates the chunk's new contacts; returns the contact id of every address in it."""
     table, now = Contact._meta.db_table, timezone.now()
-    _, addresses, names, zones, _ = (list(column) for column in zip(*chunk, strict=True))
+    addresses, names, zones = ([row[i] for row in chunk] for i in (1, 2, 3))
     if connection.vendor == "postgresql":
         with _binding_cursor() as cursor:
             cursor.execute(
