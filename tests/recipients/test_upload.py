@@ -1,10 +1,12 @@
 import csv
 import io
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import ActivityEntry, Channel, Status
@@ -401,36 +403,27 @@ def test_a_failure_while_a_chunk_is_being_stored_stores_nothing(sms_campaign, mo
     assert not Message.objects.exists() and not Contact.objects.exists()
 
 
-def import_side_by_side(files: dict) -> dict:
-    """Imports each campaign's rows in a thread of its own, all starting at the same moment."""
-    import threading
+def import_in_thread(
+    campaign, content: str, outcomes: dict, start: threading.Barrier | None = None
+) -> threading.Thread:
+    """Imports in a thread (and database connection) of its own; outcomes[campaign] says how."""
 
-    from django.db import connection
-
-    start, outcomes = threading.Barrier(len(files)), {}
-
-    def upload(campaign) -> None:
+    def run() -> None:
         try:
-            start.wait()
-            outcomes[campaign] = import_text(
-                campaign, "timezone,phone_number\n" + "".join(files[campaign])
-            )
+            if start is not None:
+                start.wait()
+            outcomes[campaign] = import_text(campaign, content)
         except Exception as error:  # reported by the caller, with the other threads' outcomes
             outcomes[campaign] = error
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=upload, args=(campaign,)) for campaign in files]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def needs_row_locks() -> None:
-    from django.db import connection
-
     if connection.vendor != "postgresql":
         # SQLite's test database is an in-memory shared cache whose table locks never wait;
         # the embedded run's database file makes a second writer wait its turn.
@@ -454,7 +447,13 @@ def test_two_uploads_sharing_people_at_the_same_moment_both_go_in(
     first, second = (CampaignFactory(org=tenants.org) for _ in range(2))
     rows = [f"America/New_York,+121255{i:05d}\n" for i in range(recipients)]
 
-    outcomes = import_side_by_side({first: rows, second: rows[::-1]})
+    files, outcomes, start = {first: rows, second: rows[::-1]}, {}, threading.Barrier(2)
+    threads = [
+        import_in_thread(campaign, "timezone,phone_number\n" + "".join(lines), outcomes, start)
+        for campaign, lines in files.items()
+    ]
+    for thread in threads:
+        thread.join()
 
     assert all(getattr(outcome, "accepted", False) for outcome in outcomes.values()), outcomes
     assert Contact.objects.filter(org=tenants.org).count() == recipients
@@ -465,40 +464,32 @@ def test_two_uploads_sharing_people_at_the_same_moment_both_go_in(
 @pytest.mark.django_db(transaction=True)
 def test_an_import_waits_only_for_its_own_organizations_imports(tenants):
     needs_row_locks()
-    import threading
+    from recipients.services import _imports_one_at_a_time
 
-    from django.db import connection, connections
+    held, release = threading.Event(), threading.Event()
 
-    from recipients import services
+    def running_import() -> None:  # Acme's turn held, as a running import holds it until commit
+        try:
+            with transaction.atomic():
+                _imports_one_at_a_time(tenants.org.pk)
+                held.set()
+                release.wait(20)
+        finally:
+            connection.close()
 
-    def upload_in_background(campaign) -> threading.Event:
-        done = threading.Event()
-
-        def upload() -> None:
-            try:
-                import_text(campaign, "timezone,phone_number\nAmerica/New_York,+12125550123\n")
-                done.set()
-            finally:
-                connection.close()
-
-        threading.Thread(target=upload, daemon=True).start()
-        return done
-
-    # Another session holds Acme's turn, as a running import does until it commits.
-    holder = connections.create_connection("default")
-    holder.set_autocommit(False)
-    with holder.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, %s)", [services._IMPORT_LOCKS, tenants.org.pk]
-        )
-    globex = upload_in_background(CampaignFactory(org=tenants.other_org))
-    acme_campaign = CampaignFactory(org=tenants.org)
-    acme = upload_in_background(acme_campaign)
+    holder = threading.Thread(target=running_import, daemon=True)
+    holder.start()
+    assert held.wait(10)
+    content, outcomes = "timezone,phone_number\nAmerica/New_York,+12125550123\n", {}
+    globex, acme = CampaignFactory(org=tenants.other_org), CampaignFactory(org=tenants.org)
     try:
-        assert globex.wait(10)  # another organization's import is not held up
-        assert not acme.wait(1)  # Acme's waits for the running one to finish
+        import_in_thread(globex, content, outcomes).join(10)
+        assert outcomes[globex].accepted  # another organization's import is not held up
+        waiting = import_in_thread(acme, content, outcomes)
+        waiting.join(1)
+        assert waiting.is_alive() and acme not in outcomes  # Acme's waits for the running one
     finally:
-        holder.rollback()
-        holder.close()
-    assert acme.wait(10)
-    assert RecipientList.objects.filter(campaign=acme_campaign).count() == 1
+        release.set()
+        holder.join(10)
+    waiting.join(10)
+    assert outcomes[acme].accepted
