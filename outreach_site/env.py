@@ -2,6 +2,9 @@
 
 import os
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -61,4 +64,22 @@ def env_url(name: str, default: str = "") -> str:
     value = env_str(name, default).rstrip("/")
     if value and not value.startswith(("http://", "https://")):
         raise ImproperlyConfigured(f"{name} must start with http:// or https://, not {value!r}")
+    return value
+
+
+def env_ec_public_key(name: str) -> str:
+    """A base64 public key as SendGrid shows it (DER, no PEM armour); one that does not load is an
+    error now rather than a 403 on every signed request later."""
+    value = env_str(name)
+    if value:
+        pem = f"-----BEGIN PUBLIC KEY-----\n{value}\n-----END PUBLIC KEY-----"
+        try:
+            key = load_pem_public_key(pem.encode())
+        except (ValueError, UnsupportedAlgorithm):
+            key = None
+        if not isinstance(key, EllipticCurvePublicKey):
+            raise ImproperlyConfigured(
+                f"{name} is not a public key: paste the verification key SendGrid shows "
+                "under Mail Settings → Event Webhook."
+            )
     return value

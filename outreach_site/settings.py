@@ -6,7 +6,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from outreach_site.env import env_bool, env_choice, env_int, env_list, env_str, env_url
+from outreach_site.env import (
+    env_bool,
+    env_choice,
+    env_ec_public_key,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -221,10 +229,17 @@ SENDGRID_API_HOST = env_url(
     "SENDGRID_API_HOST",
     SANDBOX_URL if DELIVERY_BACKEND == "sandbox" else "https://api.sendgrid.com",
 )
-SENDGRID_WEBHOOK_PUBLIC_KEY = env_str("SENDGRID_WEBHOOK_PUBLIC_KEY")
+SENDGRID_WEBHOOK_PUBLIC_KEY = env_ec_public_key("SENDGRID_WEBHOOK_PUBLIC_KEY")
 PROVIDER_TIMEOUT_SECONDS = env_int("PROVIDER_TIMEOUT_SECONDS", 10, minimum=1)
 if DELIVERY_BACKEND == "live" and not DEBUG:
-    for _name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "SENDGRID_API_KEY"):
+    # Without the webhook key every SendGrid event would be refused, so bounces and
+    # unsubscribes would silently never arrive: refuse to start instead.
+    for _name in (
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "SENDGRID_API_KEY",
+        "SENDGRID_WEBHOOK_PUBLIC_KEY",
+    ):
         if not globals()[_name] or globals()[_name].startswith(
             ("ACsandbox", "sandbox", "SG.sandbox")
         ):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from delivery.sandbox import generate_sendgrid_keypair
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PRODUCTION = {
@@ -20,6 +22,7 @@ PRODUCTION = {
     "TWILIO_ACCOUNT_SID": "AC0123456789abcdef0123456789abcdef",
     "TWILIO_AUTH_TOKEN": "0123456789abcdef0123456789abcdef",
     "SENDGRID_API_KEY": "SG.live-key",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": generate_sendgrid_keypair()[1],
 }
 
 
@@ -92,6 +95,23 @@ def test_schema_commands_run_on_a_bare_checkout_without_a_secret_key():
 )
 def test_it_fails_loudly_on_a_bad_value(name, value, message):
     result = manage("check", **{**PRODUCTION, name: value})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "SENDGRID_WEBHOOK_PUBLIC_KEY must be set when DELIVERY_BACKEND=live"),
+        ("not-a-key", "SENDGRID_WEBHOOK_PUBLIC_KEY is not a public key"),
+    ],
+    ids=["missing", "malformed"],
+)
+def test_it_refuses_live_delivery_without_a_usable_sendgrid_webhook_key(value, message):
+    # Otherwise every signed SendGrid event would be refused: bounces and unsubscribes lost.
+    result = _python(
+        "import outreach_site.wsgi", **{**PRODUCTION, "SENDGRID_WEBHOOK_PUBLIC_KEY": value}
+    )
     assert result.returncode != 0
     assert message in result.stderr
 
