@@ -13,6 +13,7 @@ from django.test import Client
 from twilio.request_validator import RequestValidator
 
 from delivery.models import InboundMessage, Message, MessageStatus, ReplyKind, Suppression
+from recipients.models import Contact
 from tests.factories import CampaignFactory, MessageFactory, SmsSenderFactory
 
 STATUS_URL = "/webhooks/twilio/status/{}/"
@@ -150,6 +151,67 @@ def test_every_opt_out_keyword_suppresses_the_number(tenants, body):
     assert inbound(sender.phone_number, "+12125550123", body).status_code == 200
     assert Suppression.objects.get(org=tenants.org, address="+12125550123").reason == "stop_reply"
     assert InboundMessage.objects.get().kind == ReplyKind.OPT_OUT
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "STOP please",
+        "please stop",
+        "stop texting me",
+        "Unsubscribe me",
+        "Opt-Out",
+        "\uff33\uff34\uff2f\uff30",  # full-width STOP
+        "STOP \U0001f6d1",
+        "STOP\u200b",
+        "\u200bstop\u200d!",
+        "Stop!!!",
+        "I want to unsubscribe",
+        "Don\u2019t text me",
+        "remove me from this list",
+    ],
+)
+def test_a_short_message_built_around_an_opt_out_keyword_suppresses_the_number(tenants, body):
+    sender = SmsSenderFactory(org=tenants.org, phone_number="+14155550100")
+    inbound(sender.phone_number, "+12125550123", body)
+    assert InboundMessage.objects.get().kind == ReplyKind.OPT_OUT
+    assert Suppression.objects.get(org=tenants.org, address="+12125550123").reason == "stop_reply"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Stop by tomorrow at 3?",
+        "Can you stop by the clinic on Monday",
+        "I will end up late, is 4pm ok?",
+        "Please don't stop reminding me, it helps a lot with my schedule",
+    ],
+)
+def test_a_sentence_that_merely_contains_a_keyword_stays_a_reply(tenants, body):
+    sender = SmsSenderFactory(org=tenants.org, phone_number="+14155550100")
+    inbound(sender.phone_number, "+12125550123", body)
+    assert InboundMessage.objects.get().kind == ReplyKind.REPLY
+    assert not Suppression.objects.exists()
+
+
+def test_an_inbound_sms_is_recorded_only_in_the_organization_owning_the_number(tenants):
+    sender = SmsSenderFactory(org=tenants.org, phone_number="+14155550100")
+    # Another organization's sender on a Messaging Service that the number is part of.
+    SmsSenderFactory(org=tenants.other_org, phone_number="", messaging_service_sid="MG" + "1" * 32)
+    twilio_post(
+        INBOUND_URL,
+        {
+            "AccountSid": settings.TWILIO_ACCOUNT_SID,
+            "MessageSid": "SMin1",
+            "From": "+12125550123",
+            "To": sender.phone_number,
+            "MessagingServiceSid": "MG" + "1" * 32,
+            "Body": "STOP",
+        },
+    )
+    assert list(InboundMessage.objects.values_list("org", flat=True)) == [tenants.org.pk]
+    assert list(Suppression.objects.values_list("org", flat=True)) == [tenants.org.pk]
+    assert not Contact.objects.filter(org=tenants.other_org).exists()
 
 
 @pytest.mark.parametrize("body", ["START", "unstop", "Yes"])
