@@ -4,6 +4,7 @@ from datetime import datetime, time
 from pathlib import PurePath
 
 from django import forms
+from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.utils import timezone
 
@@ -17,6 +18,7 @@ from campaigns.models import (
     Sender,
 )
 from campaigns.rendering import UNSUBSCRIBE_VARIABLE, TemplateSyntaxError, parse_template
+from delivery.providers import get_sms_provider
 from orgs.models import Organization
 
 # ---------------------------------------------------------------- senders
@@ -55,6 +57,22 @@ class SmsSenderForm(SenderForm):
             "rate_limit": "A US long code sends about 1 message per second; toll-free and short "
             "codes more. Sending never exceeds this.",
         }
+
+    def _post_clean(self) -> None:
+        # After the model's own validation, so that only a well-formed number not held by
+        # another organization is put to Twilio.
+        super()._post_clean()
+        identity = ("phone_number", "messaging_service_sid")
+        if settings.DELIVERY_BACKEND != "live" or self.errors:
+            return
+        if self.instance.pk and not any(field in self.changed_data for field in identity):
+            return
+        problem = get_sms_provider().sender_problem(
+            phone_number=self.instance.phone_number,
+            messaging_service_sid=self.instance.messaging_service_sid,
+        )
+        if problem:
+            self.add_error(None, problem)
 
 
 class EmailSenderForm(SenderForm):

@@ -71,6 +71,15 @@ class RatePeriod(models.TextChoices):
 DEFAULT_RATE = {Channel.SMS: (1, RatePeriod.SECOND), Channel.EMAIL: (100, RatePeriod.SECOND)}
 
 
+# Said the same whichever organization holds it, so that the refusal reveals nobody.
+SENDER_TAKEN = {
+    "phone_number": "This number is already registered as a sender. A number belongs to one "
+    "organization only; if it is yours, ask support to release it.",
+    "messaging_service_sid": "This Messaging Service is already registered as a sender. It "
+    "belongs to one organization only; if it is yours, ask support to release it.",
+}
+
+
 class Sender(models.Model):
     """An identity messages go out from: an SMS-capable number (or Messaging Service) or an email
     sender."""
@@ -97,6 +106,22 @@ class Sender(models.Model):
 
     class Meta:
         ordering = ["channel", "label"]
+        constraints = [
+            # A number or Messaging Service identifies one organization to the outside world:
+            # its replies are routed there, and nobody else may send as it.
+            models.UniqueConstraint(
+                fields=["phone_number"],
+                condition=~models.Q(phone_number=""),
+                name="sender_phone_number_unique",
+                violation_error_message=SENDER_TAKEN["phone_number"],
+            ),
+            models.UniqueConstraint(
+                fields=["messaging_service_sid"],
+                condition=~models.Q(messaging_service_sid=""),
+                name="sender_messaging_service_unique",
+                violation_error_message=SENDER_TAKEN["messaging_service_sid"],
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.label} ({self.address})"
@@ -135,6 +160,15 @@ class Sender(models.Model):
             )
         if self.phone_number:
             self.phone_number = normalise_phone(self.phone_number, self.org.default_region)
+        # The constraints below hold it in the database too; this puts the refusal on the field.
+        taken = {
+            field: SENDER_TAKEN[field]
+            for field in ("phone_number", "messaging_service_sid")
+            if getattr(self, field)
+            and Sender.objects.filter(**{field: getattr(self, field)}).exclude(pk=self.pk).exists()
+        }
+        if taken:
+            raise ValidationError(taken)
 
 
 def normalise_phone(raw: str, region: str) -> str:

@@ -1,16 +1,16 @@
 """Writes of the delivery app: provider events onto messages, suppressions, replies."""
 
-import re
 from datetime import datetime
 from functools import cache
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns.models import Campaign, Channel, Sender
+from delivery.keywords import reply_kind
 from delivery.models import (
     FINAL_STATUSES,
     InboundMessage,
@@ -197,36 +197,30 @@ def suppressions_apply_to_list(*, recipient_list_id: int, org_id: int) -> int:
 
 # ---------------------------------------------------------------- inbound SMS
 
-OPT_OUT_KEYWORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
-OPT_IN_KEYWORDS = {"START", "UNSTOP", "YES"}
-HELP_KEYWORDS = {"HELP", "INFO"}
-
-
-def reply_kind(body: str) -> ReplyKind:
-    """What an inbound text means: a keyword ("stop all", " Opt Out ") or a reply."""
-    word = re.sub(r"[\s.!]+", "", body).upper()
-    if word in OPT_OUT_KEYWORDS:
-        return ReplyKind.OPT_OUT
-    if word in OPT_IN_KEYWORDS:
-        return ReplyKind.OPT_IN
-    if word in HELP_KEYWORDS:
-        return ReplyKind.HELP
-    return ReplyKind.REPLY
-
 
 def inbound_sms_record(
     *, from_number: str, to: str, body: str, provider_id: str, messaging_service_sid: str = ""
 ) -> list[InboundMessage]:
-    """Records an SMS sent to our numbers for every organization owning that number."""
-    senders = Sender.objects.filter(channel=Channel.SMS).filter(
-        Q(phone_number=to)
-        | (Q(messaging_service_sid=messaging_service_sid) & ~Q(messaging_service_sid=""))
-    )
-    kind = reply_kind(body)
-    recorded = []
-    for sender in senders.select_related("org"):
-        recorded.append(_record_for_org(sender, from_number, body, kind, provider_id))
-    return [r for r in recorded if r is not None]
+    """Records an SMS sent to one of our numbers in the one organization that owns it."""
+    sender = inbound_sender(to=to, messaging_service_sid=messaging_service_sid)
+    if sender is None:
+        return []
+    reply = _record_for_org(sender, from_number, body, reply_kind(body), provider_id)
+    return [reply] if reply is not None else []
+
+
+def inbound_sender(*, to: str, messaging_service_sid: str) -> Sender | None:
+    """The sender an inbound SMS was addressed to: its number first, else its Messaging Service.
+
+    Numbers and services are unique across organizations; a number in one organization's
+    service may still be another sender's own number, and then the number decides.
+    """
+    senders = Sender.objects.filter(channel=Channel.SMS).select_related("org")
+    if to and (sender := senders.filter(phone_number=to).first()):
+        return sender
+    if messaging_service_sid:
+        return senders.filter(messaging_service_sid=messaging_service_sid).first()
+    return None
 
 
 def _record_for_org(
@@ -240,7 +234,7 @@ def _record_for_org(
         .values_list("campaign_id", flat=True)
         .first()
     )
-    # One provider message may concern several organizations sharing a number.
+    # Stored with the organization as when numbers could be shared: a redelivery still matches.
     unique_id = f"{provider_id}:{org.pk}"
     try:
         with transaction.atomic():

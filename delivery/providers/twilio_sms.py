@@ -94,8 +94,9 @@ class TwilioSmsProvider:
         )
         self.client = Client(account_sid, auth_token, http_client=self.http_client)
         if base_url:
-            # Every v2010 URL is built from the Api domain's base_url (Domain.absolute_url).
+            # Every URL is built from its domain's base_url (Domain.absolute_url).
             self.client.api.base_url = base_url.rstrip("/")
+            self.client.messaging.base_url = base_url.rstrip("/")
         self.max_workers = max_workers
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -145,6 +146,30 @@ class TwilioSmsProvider:
             return _unknown(sms.message_id, "error", f"{type(exc).__name__}: {exc}")
         return SendResult(sms.message_id, ResultKind.ACCEPTED, provider_id=message.sid or "")
 
+    def sender_problem(self, *, phone_number: str, messaging_service_sid: str) -> str | None:
+        """Why this account cannot send as the number or service, or None when it owns them."""
+        try:
+            if phone_number and not any(
+                n.phone_number == phone_number
+                for n in self.client.incoming_phone_numbers.list(phone_number=phone_number)
+            ):
+                return (
+                    f"{phone_number} is not a number of the Twilio account {_masked(self.client)}. "
+                    "Buy or port it in Twilio first, or check TWILIO_ACCOUNT_SID."
+                )
+            if messaging_service_sid:
+                self.client.messaging.v1.services(messaging_service_sid).fetch()
+        except TwilioRestException as exc:
+            if exc.status == 404:
+                return (
+                    f"{messaging_service_sid} is not a Messaging Service of the Twilio account "
+                    f"{_masked(self.client)}."
+                )
+            return f"Twilio refused the check ({exc.status}): {_clean(exc.msg)}"
+        except requests.RequestException:
+            return "Twilio could not be reached to check this sender; try again in a minute."
+        return None
+
     def close(self) -> None:
         """Stops the worker threads and closes pooled connections."""
         if self._pool is not None:
@@ -175,6 +200,10 @@ class TwilioSmsProvider:
             return SendResult(message_id, ResultKind.FAILED, "", error_code, message)
         # 5xx (or anything stranger): Twilio may have queued it before failing to answer.
         return SendResult(message_id, ResultKind.UNKNOWN, "", error_code, message)
+
+
+def _masked(client: Client) -> str:
+    return f"{client.account_sid[:6]}…{client.account_sid[-4:]}"
 
 
 def _unknown(message_id: int, code: str, message: str) -> SendResult:

@@ -68,6 +68,10 @@ CALLBACK_RETRY_PAUSES = (0.2, 1.0, 3.0)
 CALLBACK_WORKERS = 4
 
 _TWILIO_MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/([A-Za-z0-9]+)/Messages\.json$")
+_TWILIO_NUMBERS_PATH = re.compile(
+    r"^/2010-04-01/Accounts/([A-Za-z0-9]+)/IncomingPhoneNumbers\.json$"
+)
+_TWILIO_SERVICE_PATH = re.compile(r"^/v1/Services/([A-Za-z0-9]+)$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _HREF = re.compile(r"""href=["'](https?://[^"']+)["']""", re.IGNORECASE)
 FAULT_MODES = (None, "429", "500", "slow", "timeout")
@@ -94,6 +98,9 @@ class SandboxConfig:
     slow_seconds: float = 2.0
     seed: int = 0
     callbacks: bool = True
+    # What the account owns, for live-mode sender checks (IncomingPhoneNumbers, Services).
+    twilio_numbers: tuple[str, ...] = ()
+    twilio_services: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -110,6 +117,12 @@ class SandboxConfig:
                 raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
         if not isinstance(self.seed, int) or not isinstance(self.callbacks, bool):
             raise ValueError("seed must be an integer and callbacks a boolean")
+        for name in ("twilio_numbers", "twilio_services"):
+            value = getattr(self, name)
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{name} must be a list of strings, not {value!r}")
+            # JSON gives lists; the config stays immutable.
+            object.__setattr__(self, name, tuple(value))
 
     def merged(self, changes: dict[str, Any]) -> "SandboxConfig":
         """A copy with `changes` applied; unknown names or bad values raise ValueError."""
@@ -493,12 +506,49 @@ class SandboxProvider:
 
     # -------------------------------------------------------------- Twilio Messages API
 
+    def _twilio_authorized(self, account_sid: str, authorization: str) -> bool:
+        expected = base64.b64encode(f"{account_sid}:{self.twilio_auth_token}".encode()).decode()
+        return authorization == f"Basic {expected}" and (
+            not self.twilio_account_sid or account_sid == self.twilio_account_sid
+        )
+
+    def handle_twilio_numbers(self, account_sid: str, authorization: str, query: str) -> tuple:
+        """GET /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json?PhoneNumber=…"""
+        if not self._twilio_authorized(account_sid, authorization):
+            return _twilio_error(401, 20003, "Authenticate")
+        wanted = parse_qs(query).get("PhoneNumber", [""])[0]
+        owned = [n for n in self.config.twilio_numbers if not wanted or n == wanted]
+        numbers = [
+            {
+                "sid": "PN" + hashlib.md5(n.encode()).hexdigest(),
+                "account_sid": account_sid,
+                "phone_number": n,
+                "capabilities": {"sms": True, "voice": True, "mms": False},
+            }
+            for n in owned
+        ]
+        meta = {"key": "incoming_phone_numbers", "page": 0, "page_size": 50}
+        return _json(200, {"incoming_phone_numbers": numbers, "meta": meta})
+
+    def handle_twilio_service(self, service_sid: str, authorization: str) -> tuple:
+        """GET /v1/Services/{sid} (the Messaging API: which services the account owns)."""
+        # This URL names no account: the one in the credentials is asked about.
+        try:
+            credentials = base64.b64decode(authorization.removeprefix("Basic ")).decode()
+        except ValueError:
+            credentials = ""
+        sid = credentials.partition(":")[0]
+        if not self._twilio_authorized(sid, authorization):
+            return _twilio_error(401, 20003, "Authenticate")
+        if service_sid not in self.config.twilio_services:
+            return _twilio_error(
+                404, 20404, f"The requested resource /Services/{service_sid} was not found"
+            )
+        return _json(200, {"sid": service_sid, "account_sid": sid, "friendly_name": service_sid})
+
     def handle_twilio(self, account_sid: str, authorization: str, body: bytes) -> tuple:
         """(status, headers, body) for POST /2010-04-01/Accounts/{sid}/Messages.json."""
-        expected = base64.b64encode(f"{account_sid}:{self.twilio_auth_token}".encode()).decode()
-        if authorization != f"Basic {expected}" or (
-            self.twilio_account_sid and account_sid != self.twilio_account_sid
-        ):
+        if not self._twilio_authorized(account_sid, authorization):
             return _twilio_error(401, 20003, "Authenticate")
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
         to, sender = form.get("To", ""), form.get("From", "")
@@ -849,11 +899,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(*_sendgrid_error(413, "Request entity too large"))
             return
         body = self.rfile.read(length) if length else b""
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         authorization = self.headers.get("Authorization", "")
         try:
             if method == "POST" and (match := _TWILIO_MESSAGES_PATH.match(path)):
                 answer = sandbox.handle_twilio(match.group(1), authorization, body)
+            elif method == "GET" and (match := _TWILIO_NUMBERS_PATH.match(path)):
+                answer = sandbox.handle_twilio_numbers(match.group(1), authorization, query)
+            elif method == "GET" and (match := _TWILIO_SERVICE_PATH.match(path)):
+                answer = sandbox.handle_twilio_service(match.group(1), authorization)
             elif method == "POST" and path == "/v3/mail/send":
                 answer = sandbox.handle_sendgrid(authorization, body)
             elif path.startswith("/_sandbox/"):

@@ -1,3 +1,8 @@
+import socket
+
+import pytest
+from django.db import IntegrityError, transaction
+
 from campaigns.models import ActivityEntry, Sender
 from tests.factories import CampaignFactory, SmsSenderFactory
 
@@ -102,3 +107,110 @@ def test_it_shows_viewers_senders_without_edit_controls(tenants, viewer_client):
     page = viewer_client.get("/senders/").content.decode()
     assert "Main line" in page and "Their line" not in page
     assert "New SMS sender" not in page and "Edit" not in page
+
+
+# ---------------------------------------------------------------- one organization per identity
+
+
+def sms_sender_post(client, **fields):
+    data = {"label": "Line", "rate_limit": 1, "rate_period": "second", **fields}
+    return client.post("/senders/new/sms/", data)
+
+
+@pytest.mark.parametrize(
+    ("field", "held", "typed"),
+    [
+        ("phone_number", "+14155550100", "(415) 555-0100"),
+        ("messaging_service_sid", "MG" + "b" * 32, "MG" + "b" * 32),
+    ],
+)
+def test_it_refuses_a_number_or_service_another_organization_holds_without_naming_it(
+    tenants, admin_client, field, held, typed
+):
+    SmsSenderFactory(org=tenants.other_org, **{"phone_number": "", field: held})
+    page = sms_sender_post(admin_client, **{field: typed}).content.decode()
+    assert "already registered as a sender" in page
+    assert tenants.other_org.name not in page and "globex" not in page.lower()
+    assert Sender.objects.filter(org=tenants.org).count() == 0
+
+
+def test_it_refuses_the_same_number_twice_in_one_organization(tenants, admin_client):
+    SmsSenderFactory(org=tenants.org, phone_number="+14155550100")
+    page = sms_sender_post(admin_client, phone_number="+14155550100").content.decode()
+    assert "already registered as a sender" in page
+    assert Sender.objects.count() == 1
+
+
+def test_editing_a_sender_keeps_its_own_number(tenants, admin_client):
+    sender = SmsSenderFactory(org=tenants.org, phone_number="+14155550100")
+    admin_client.post(
+        f"/senders/{sender.pk}/edit/",
+        {
+            "label": "Renamed",
+            "phone_number": "+14155550100",
+            "rate_limit": 2,
+            "rate_period": "second",
+        },
+    )
+    sender.refresh_from_db()
+    assert (sender.label, sender.rate_limit) == ("Renamed", 2)
+
+
+def test_the_database_holds_one_sender_per_number_whatever_the_caller(tenants):
+    SmsSenderFactory(org=tenants.org, phone_number="+14155550100")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        SmsSenderFactory(org=tenants.other_org, phone_number="+14155550100")
+    # Blank numbers (a sender on a Messaging Service only) are not an identity.
+    SmsSenderFactory(org=tenants.org, phone_number="", messaging_service_sid="MG" + "c" * 32)
+    SmsSenderFactory(org=tenants.other_org, phone_number="", messaging_service_sid="MG" + "d" * 32)
+
+
+# ---------------------------------------------------------------- live mode: the account owns it
+
+
+@pytest.fixture
+def live_twilio(settings, sandbox):
+    """Live mode with the real Twilio SDK pointed at the sandbox's account."""
+    settings.DELIVERY_BACKEND = "live"
+    sandbox.configure(twilio_numbers=["+14155550100"], twilio_services=["MG" + "e" * 32])
+    return sandbox
+
+
+def test_live_mode_accepts_a_number_and_a_service_the_twilio_account_owns(
+    tenants, admin_client, live_twilio
+):
+    sms_sender_post(admin_client, phone_number="+14155550100")
+    sms_sender_post(admin_client, label="Pool", messaging_service_sid="MG" + "e" * 32)
+    assert Sender.objects.filter(org=tenants.org).count() == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"phone_number": "+14155550199"}, "+14155550199 is not a number of the Twilio account"),
+        (
+            {"messaging_service_sid": "MG" + "f" * 32},
+            "is not a Messaging Service of the Twilio account",
+        ),
+    ],
+)
+def test_live_mode_refuses_a_sender_the_twilio_account_does_not_own(
+    tenants, admin_client, live_twilio, fields, message
+):
+    page = sms_sender_post(admin_client, **fields).content.decode()
+    assert message in page
+    assert not Sender.objects.exists()
+
+
+def test_live_mode_says_so_when_twilio_cannot_be_reached(tenants, admin_client, settings):
+    settings.DELIVERY_BACKEND = "live"
+    settings.TWILIO_API_BASE_URL = f"http://127.0.0.1:{free_port()}"
+    page = sms_sender_post(admin_client, phone_number="+14155550100").content.decode()
+    assert "Twilio could not be reached to check this sender" in page
+    assert not Sender.objects.exists()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
