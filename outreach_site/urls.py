@@ -1,12 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from orgs.access import public
-from orgs.login_throttle import ThrottledLoginView
-
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/login/", public(ThrottledLoginView.as_view()), name="login"),
+    # Log-in (console and admin alike) is throttled by django-axes in its backend and middleware.
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("orgs.urls")),
     path("", include("campaigns.urls")),

@@ -1,6 +1,7 @@
 import re
 
 from django.core import mail
+from django.http import HttpRequest
 
 from tests.factories import TEST_PASSWORD
 
@@ -32,7 +33,7 @@ def test_it_resets_a_forgotten_password_by_email(tenants, client):
     client.post(
         form.request["PATH_INFO"], {"new_password1": new_password, "new_password2": new_password}
     )
-    assert client.login(username="acme-admin", password=new_password)
+    assert client.login(request=HttpRequest(), username="acme-admin", password=new_password)
 
 
 def test_it_does_not_reveal_which_emails_have_accounts(db, client):

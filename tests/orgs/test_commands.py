@@ -1,5 +1,6 @@
 import pytest
 from django.core.management import CommandError, call_command
+from django.http import HttpRequest
 
 from orgs.models import Membership, Organization, Role
 from tests.conftest import client_for
@@ -18,7 +19,7 @@ def test_createorg_creates_the_organization_and_its_administrator(db, capsys):
 def test_createorg_prints_a_generated_password_for_a_new_user(db, client, capsys):
     call_command("createorg", "acme", "--admin", "bob")
     password = capsys.readouterr().out.split("Generated password: ")[1].strip()
-    assert client.login(username="bob", password=password)
+    assert client.login(request=HttpRequest(), username="bob", password=password)
 
 
 def test_createorg_explains_a_bad_timezone(db):
@@ -32,7 +33,7 @@ def test_seed_demo_prints_logins_that_work(db, client, capsys):
     call_command("seed_demo")
     out = capsys.readouterr().out
     assert "demo-admin" in out and "outreach-demo" in out
-    assert client.login(username="demo-admin", password="outreach-demo")
+    assert client.login(request=HttpRequest(), username="demo-admin", password="outreach-demo")
     assert Membership.objects.count() == 2
     viewer = Membership.objects.get(user__username="demo-viewer")
     assert viewer.role == Role.VIEWER
