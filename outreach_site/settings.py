@@ -190,7 +190,8 @@ CONTENT_SECURITY_POLICY = {
 # on a bare machine) tasks run inline and the embedded worker ticks the beat schedule.
 REDIS_URL = env_str("REDIS_URL")
 CELERY_BROKER_URL = REDIS_URL or "memory://"
-# The cache holds login-failure counters: shared in Redis, per process in the embedded run.
+# The cache holds login-failure and password-reset counters: shared in Redis, per process in the
+# embedded run.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     if REDIS_URL
@@ -215,6 +216,9 @@ AXES_LOCKOUT_CALLABLE = "orgs.login_throttle.lockout_response"
 AXES_ENABLE_ADMIN = False
 # How many reverse proxies of ours append to X-Forwarded-For (0: trust only REMOTE_ADDR).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# Password reset requests allowed per hour from one client address, and for one email address.
+PASSWORD_RESET_MAX_PER_ADDRESS = env_int("PASSWORD_RESET_MAX_PER_ADDRESS", 10, minimum=1)
+PASSWORD_RESET_MAX_PER_EMAIL = env_int("PASSWORD_RESET_MAX_PER_EMAIL", 3, minimum=1)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
