@@ -29,20 +29,29 @@ def refuse_shared_identities(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('campaigns', '0003_engagement_counts'),
-        ('orgs', '0002_organization_quiet_hours'),
+        ("campaigns", "0003_engagement_counts"),
+        ("orgs", "0002_organization_quiet_hours"),
     ]
 
     operations = [
         migrations.RunPython(refuse_shared_identities, migrations.RunPython.noop),
         migrations.AddConstraint(
-            model_name='sender',
-            constraint=models.UniqueConstraint(condition=models.Q(('phone_number', ''), _negated=True), fields=('phone_number',), name='sender_phone_number_unique', violation_error_message='This number is already registered as a sender. A number belongs to one organization only; if it is yours, ask support to release it.'),
+            model_name="sender",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("phone_number", ""), _negated=True),
+                fields=("phone_number",),
+                name="sender_phone_number_unique",
+                violation_error_message="This number is already registered as a sender. A number belongs to one organization only; if it is yours, ask support to release it.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='sender',
-            constraint=models.UniqueConstraint(condition=models.Q(('messaging_service_sid', ''), _negated=True), fields=('messaging_service_sid',), name='sender_messaging_service_unique', violation_error_message='This Messaging Service is already registered as a sender. It belongs to one organization only; if it is yours, ask support to release it.'),
+            model_name="sender",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("messaging_service_sid", ""), _negated=True),
+                fields=("messaging_service_sid",),
+                name="sender_messaging_service_unique",
+                violation_error_message="This Messaging Service is already registered as a sender. It belongs to one organization only; if it is yours, ask support to release it.",
+            ),
         ),
     ]
