@@ -7,7 +7,9 @@ from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.utils import timezone
+from django.utils.html import format_html
 
+from campaigns.email_html import sanitize_email_html
 from campaigns.models import (
     DEFAULT_RATE,
     LANGUAGES,
@@ -17,7 +19,12 @@ from campaigns.models import (
     MessageTemplate,
     Sender,
 )
-from campaigns.rendering import UNSUBSCRIBE_VARIABLE, TemplateSyntaxError, parse_template
+from campaigns.rendering import (
+    UNSUBSCRIBE_VARIABLE,
+    TemplateSyntaxError,
+    parse_template,
+    unsubscribe_link_problem,
+)
 from delivery.providers import get_sms_provider
 from orgs.models import Organization
 
@@ -189,8 +196,13 @@ class EmailTemplateForm(forms.ModelForm):
             "text_body": forms.Textarea(attrs={"rows": 8}),
         }
         help_texts = {
-            "html_body": "Scripts, event handlers and unsafe links are removed on save. Must "
-            'contain the unsubscribe link: <a href="{{ unsubscribe_url }}">Unsubscribe</a>.',
+            # Escaped once here, so that pages which escape help texts and the admin, which
+            # does not, both show the link as text.
+            "html_body": format_html(
+                "Scripts, event handlers and unsafe links are removed on save. Must show the "
+                "unsubscribe link, visibly: {}.",
+                '<a href="{{ unsubscribe_url }}">Unsubscribe</a>',
+            ),
             "text_body": "Derived from the HTML on save unless you tick the box above.",
         }
 
@@ -210,13 +222,12 @@ class EmailTemplateForm(forms.ModelForm):
         _check_variables(self, "html_body", "HTML body")
         placeholder = "{{ " + UNSUBSCRIBE_VARIABLE + " }}"
         html = data.get("html_body") or ""
-        if html and not _uses_unsubscribe(html):
-            self.add_error(
-                "html_body",
-                f"Add the unsubscribe link placeholder {placeholder} to the HTML body, for "
-                f'example <a href="{placeholder}">Unsubscribe</a>: every campaign email must '
-                "let its recipients opt out.",
-            )
+        if html and not self.has_error("html_body"):
+            # Judged on what is stored and sent: sanitising drops comments, and what is left
+            # must show the link. A derived text part then carries it too (links are written out).
+            problem = unsubscribe_link_problem(sanitize_email_html(html))
+            if problem:
+                self.add_error("html_body", problem)
         if data.get("text_is_custom"):
             _check_variables(self, "text_body", "Plain-text part")
             text = data.get("text_body") or ""

@@ -4,12 +4,24 @@ Syntax: ``{{ name }}`` inserts a recipient's value; ``{{ first_name|there }}`` f
 "there" when the value is blank. Names are letters, digits and underscores (CSV column names are
 normalised to that form on import). Nothing else is a tag: Django's ``{% %}`` and ``{# #}`` are
 refused so that an administrator never believes logic will run.
+
+An email's HTML body is rendered knowing where each variable sits in the markup: a value is
+escaped, a URL attribute that a value helped write must still be http, https or mailto, and a
+value inside a style attribute cannot write CSS of its own.
 """
 
 import html as html_lib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+
+from campaigns.email_html import (
+    URL_ATTRIBUTES,
+    find_links,
+    is_safe_css_value,
+    is_sendable_url,
+    sanitize_email_html,
+)
 
 UNSUBSCRIBE_VARIABLE = "unsubscribe_url"
 
@@ -53,15 +65,12 @@ class ParsedTemplate:
     def variables(self) -> frozenset[str]:
         return frozenset(p.name for p in self.parts if isinstance(p, Variable))
 
-    def render(self, values: dict[str, str], *, html: bool = False) -> str:
-        out = []
-        for part in self.parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            value = str(values.get(part.name) or "").strip() or part.default
-            out.append(html_lib.escape(value) if html else value)
-        return "".join(out)
+    def render(self, values: dict[str, str]) -> str:
+        return "".join(p if isinstance(p, str) else _value(p, values) for p in self.parts)
+
+
+def _value(variable: Variable, values: dict[str, str]) -> str:
+    return str(values.get(variable.name) or "").strip() or variable.default
 
 
 @lru_cache(maxsize=256)
@@ -111,10 +120,165 @@ def _variable(text: str, start: int, inner: str) -> Variable:
 
 
 def render(text: str, values: dict[str, str], *, html: bool = False) -> str:
-    """Renders text for one recipient; html=True escapes the values for an HTML body."""
-    return parse_template(text).render(values, html=html)
+    """Renders text for one recipient; html=True renders an email's HTML body (parse_email_html)."""
+    return parse_email_html(text).render(values) if html else parse_template(text).render(values)
+
+
+def render_email_text(text: str, values: dict[str, str]) -> str:
+    """Renders an email's plain-text part; one saved without the unsubscribe URL gets it added."""
+    if not uses_variable(text, UNSUBSCRIBE_VARIABLE):
+        text = "\n\n".join(filter(None, [text.rstrip(), UNSUBSCRIBE_TEXT_LINE]))
+    return render(text, values)
 
 
 def uses_variable(text: str, name: str) -> bool:
     """Whether text (which must parse) mentions the variable."""
     return name in parse_template(text).variables
+
+
+# ---------------------------------------------------------------- email HTML
+
+UNSUBSCRIBE_PLACEHOLDER = "{{ " + UNSUBSCRIBE_VARIABLE + " }}"
+UNSUBSCRIBE_MISSING = (
+    f"Add the unsubscribe link placeholder {UNSUBSCRIBE_PLACEHOLDER} to the HTML body, for "
+    f'example <a href="{UNSUBSCRIBE_PLACEHOLDER}">Unsubscribe</a>: every campaign email must '
+    "let its recipients opt out."
+)
+# Added when sending a template saved before the link had to be visible.
+UNSUBSCRIBE_FOOTER = (
+    f'<p style="font-size:12px"><a href="{UNSUBSCRIBE_PLACEHOLDER}">Unsubscribe</a></p>'
+)
+UNSUBSCRIBE_TEXT_LINE = f"Unsubscribe: {UNSUBSCRIBE_PLACEHOLDER}"
+
+
+def _is_unsubscribe_href(href: str) -> bool:
+    try:
+        parts = parse_template(href.strip()).parts
+    except TemplateSyntaxError:
+        return False
+    return parts == (Variable(UNSUBSCRIBE_VARIABLE),)
+
+
+def unsubscribe_link_problem(html: str) -> str | None:
+    """Why sanitised email HTML shows its reader no unsubscribe link (None when it does)."""
+    links = find_links(html, is_target=_is_unsubscribe_href)
+    if not links:
+        return UNSUBSCRIBE_MISSING
+    if any(link.hidden_by is None for link in links):
+        return None
+    return (
+        f'The unsubscribe link <a href="{UNSUBSCRIBE_PLACEHOLDER}"> must be visible, but '
+        f"{links[0].hidden_by}: every campaign email must let its recipients opt out."
+    )
+
+
+@dataclass(frozen=True)
+class UrlValue:
+    """A URL attribute's value written with variables: judged whole once they are filled in."""
+
+    parts: tuple[str | Variable, ...]
+
+
+@dataclass(frozen=True)
+class StyleVariable:
+    """A variable inside a style attribute."""
+
+    variable: Variable
+
+
+@dataclass(frozen=True)
+class EmailHtml:
+    # Literal markup, variables in text or plain attributes, URL values and style variables.
+    parts: tuple[str | Variable | UrlValue | StyleVariable, ...]
+
+    def render(self, values: dict[str, str]) -> str:
+        out = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+            elif isinstance(part, Variable):
+                out.append(html_lib.escape(_value(part, values)))
+            elif isinstance(part, StyleVariable):
+                value = _value(part.variable, values)
+                out.append(html_lib.escape(value) if is_safe_css_value(value) else "")
+            else:
+                url = "".join(
+                    p if isinstance(p, str) else html_lib.escape(_value(p, values))
+                    for p in part.parts
+                )
+                # What a recipient's client will follow, once its entities are decoded.
+                out.append(url if is_sendable_url(html_lib.unescape(url)) else "#")
+        return "".join(out)
+
+
+@lru_cache(maxsize=256)
+def parse_email_html(text: str) -> EmailHtml:
+    """An email's HTML body as sent: sanitised again, with a visible unsubscribe link, each
+    variable's place in the markup known. Raises TemplateSyntaxError like parse_template."""
+    html = sanitize_email_html(text)
+    if unsubscribe_link_problem(html) is not None:
+        # Saved before the link had to be visible (the form refuses such HTML now).
+        html += UNSUBSCRIBE_FOOTER
+    return EmailHtml(_place_variables(parse_template(html).parts))
+
+
+# nh3's output is regular: every "<" that is not markup is written &lt;, every attribute is
+# name="value" with '"' written &quot;, and there are no comments or raw-text elements. So
+# these two patterns are all it takes to know where a variable sits.
+_TAG_START = re.compile(r"<(?=[A-Za-z/])")
+_IN_TAG = re.compile(r'([^\s"\'<>/=]+)="|>')
+
+
+def _place_variables(
+    parts: tuple[str | Variable, ...],
+) -> tuple[str | Variable | UrlValue | StyleVariable, ...]:
+    out: list[str | Variable | UrlValue | StyleVariable] = []
+    # In "text", in a "tag" between attributes, or in an attribute's "value" (url collects one
+    # URL attribute's value).
+    state, attribute, url = "text", "", None
+    for part in parts:
+        if isinstance(part, Variable):
+            if state == "text":
+                out.append(part)
+            elif state == "value" and url is not None:
+                url.append(part)
+            elif state == "value":
+                out.append(StyleVariable(part) if attribute == "style" else part)
+            # Between a tag's attributes a value could only add markup: it is left out.
+            continue
+        position = 0
+        while position < len(part):
+            if state == "text":
+                match = _TAG_START.search(part, position)
+                end = match.end() if match else len(part)
+                out.append(part[position:end])
+                state = "tag" if match else "text"
+            elif state == "tag":
+                match = _IN_TAG.search(part, position)
+                end = match.end() if match else len(part)
+                out.append(part[position:end])
+                if match and match.group() == ">":
+                    state = "text"
+                elif match:
+                    state, attribute = "value", match.group(1).lower()
+                    url = [] if attribute in URL_ATTRIBUTES else None
+            else:
+                close = part.find('"', position)
+                end = len(part) if close == -1 else close
+                (out if url is None else url).append(part[position:end])
+                if close != -1:
+                    if url is not None and any(isinstance(p, Variable) for p in url):
+                        out.append(UrlValue(tuple(p for p in url if p != "")))
+                    elif url is not None:
+                        out.extend(url)  # written by the template's author, checked on save
+                    state, url = "tag", None
+            position = end
+    if url:
+        out.append(UrlValue(tuple(url)))
+    merged: list[str | Variable | UrlValue | StyleVariable] = []
+    for part in out:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        elif part != "":
+            merged.append(part)
+    return tuple(merged)

@@ -14,7 +14,7 @@ from campaigns.forms import (
     template_form_class,
 )
 from campaigns.models import ActionNotAllowed, Campaign, Channel, MessageTemplate, Sender, Status
-from campaigns.rendering import SAMPLE_RECIPIENT
+from campaigns.rendering import SAMPLE_RECIPIENT, render_email_text
 from campaigns.rendering import render as render_template_text
 from campaigns.segments import count_segments
 from campaigns.selectors import campaign_activity, campaigns_for_list
@@ -141,7 +141,7 @@ def template_preview_context(template: MessageTemplate) -> dict:
         return {"preview_text": text, "segments": count_segments(text)}
     return {
         "preview_subject": render_template_text(template.subject, SAMPLE_RECIPIENT),
-        "preview_text": render_template_text(template.text_body, SAMPLE_RECIPIENT),
+        "preview_text": render_email_text(template.text_body, SAMPLE_RECIPIENT),
     }
 
 

@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import Campaign, Channel, MessageTemplate
-from campaigns.rendering import UNSUBSCRIBE_VARIABLE, render
+from campaigns.rendering import UNSUBSCRIBE_VARIABLE, render, render_email_text
 from delivery import links
 from delivery.dispatch import WindowRules, lease
 from delivery.lookups import ids_condition
@@ -288,7 +288,7 @@ def _email(
         reply_to=sender.reply_to,
         subject=render(template.subject, values),
         html=render(template.html_body, values, html=True),
-        text=render(template.text_body, values),
+        text=render_email_text(template.text_body, values),
         unsubscribe_url=unsubscribe,
         attachments=attachments,
     )
