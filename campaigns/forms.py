@@ -141,6 +141,9 @@ class MultipleFileField(forms.FileField):
         files = data if isinstance(data, list | tuple) else [data]
         return [super(MultipleFileField, self).clean(f, initial) for f in files]
 
+    def has_changed(self, initial: object, data: object) -> bool:
+        return bool(data)  # choosing no file changes nothing
+
 
 # Attachment types we accept, with the bytes each must start with (checked, not trusted).
 ATTACHMENT_TYPES: dict[str, tuple[str, tuple[bytes, ...]]] = {

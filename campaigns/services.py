@@ -1,6 +1,6 @@
 """Writes on senders, message templates and campaigns; each one lands in the activity history."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -30,29 +30,50 @@ def activity_record(
     subject: str,
     campaign: Campaign | None = None,
     detail: str = "",
+    via: str = "",
 ) -> ActivityEntry:
-    """Adds a line to the activity history (and touches the campaign's last activity)."""
+    """Adds a line to the activity history (and touches the campaign's last activity); `via`
+    names where a change was made outside the console ("edited template (admin)")."""
     entry = ActivityEntry.objects.create(
-        org=org, actor=actor, verb=verb, subject=subject, campaign=campaign, detail=detail
+        org=org,
+        actor=actor,
+        verb=f"{verb} ({via})" if via else verb,
+        subject=subject,
+        campaign=campaign,
+        detail=detail,
     )
     if campaign is not None and campaign.pk:
         Campaign.objects.filter(pk=campaign.pk).update(last_activity_at=entry.created_at)
     return entry
 
 
+def changes_detail(changed: Sequence[str]) -> str:
+    """The history's note of which settings an edit changed."""
+    return ("Changed " + ", ".join(changed)) if changed else ""
+
+
 @transaction.atomic
-def sender_save(*, sender: Sender, user: AbstractBaseUser) -> Sender:
+def sender_save(
+    *, sender: Sender, user: AbstractBaseUser, changed: Sequence[str] = (), via: str = ""
+) -> Sender:
     """Creates or updates a sender."""
     verb = "edited" if sender.pk else "created"
     sender.save()
-    activity_record(org=sender.org, actor=user, verb=f"{verb} sender", subject=str(sender))
+    activity_record(
+        org=sender.org,
+        actor=user,
+        verb=f"{verb} sender",
+        subject=str(sender),
+        detail=changes_detail(changed),
+        via=via,
+    )
     return sender
 
 
 @transaction.atomic
-def sender_delete(*, sender: Sender, user: AbstractBaseUser) -> None:
+def sender_delete(*, sender: Sender, user: AbstractBaseUser, via: str = "") -> None:
     """Deletes a sender no campaign uses (the caller checks `sender.campaigns`)."""
-    activity_record(org=sender.org, actor=user, verb="deleted sender", subject=str(sender))
+    activity_record(org=sender.org, actor=user, verb="deleted sender", subject=str(sender), via=via)
     sender.delete()
 
 
@@ -63,6 +84,8 @@ def template_save(
     user: AbstractBaseUser,
     new_attachments: Iterable[UploadedFile] = (),
     removed_attachment_ids: Iterable[int] = (),
+    changed: Sequence[str] = (),
+    via: str = "",
 ) -> MessageTemplate:
     """Creates or updates a message template; email HTML is sanitised and its text derived."""
     verb = "edited" if template.pk else "created"
@@ -80,14 +103,23 @@ def template_save(
             content_type=upload.content_type or "application/octet-stream",
             size=upload.size,
         )
-    activity_record(org=template.org, actor=user, verb=f"{verb} template", subject=str(template))
+    activity_record(
+        org=template.org,
+        actor=user,
+        verb=f"{verb} template",
+        subject=str(template),
+        detail=changes_detail(changed),
+        via=via,
+    )
     return template
 
 
 @transaction.atomic
-def template_delete(*, template: MessageTemplate, user: AbstractBaseUser) -> None:
+def template_delete(*, template: MessageTemplate, user: AbstractBaseUser, via: str = "") -> None:
     """Deletes a template no campaign uses (the caller checks `template.campaigns`)."""
-    activity_record(org=template.org, actor=user, verb="deleted template", subject=str(template))
+    activity_record(
+        org=template.org, actor=user, verb="deleted template", subject=str(template), via=via
+    )
     template.delete()
 
 
@@ -103,7 +135,9 @@ def campaign_create(*, campaign: Campaign, user: AbstractBaseUser) -> Campaign:
 
 
 @transaction.atomic
-def campaign_update(*, campaign: Campaign, user: AbstractBaseUser, changed: list[str]) -> Campaign:
+def campaign_update(
+    *, campaign: Campaign, user: AbstractBaseUser, changed: Sequence[str], via: str = ""
+) -> Campaign:
     """Saves an edited Ready campaign and records which settings changed."""
     locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
     # Re-checked under the row lock: the campaign may have started since the form was shown.
@@ -115,13 +149,14 @@ def campaign_update(*, campaign: Campaign, user: AbstractBaseUser, changed: list
         verb="edited",
         subject=campaign.name,
         campaign=campaign,
-        detail=("Changed " + ", ".join(changed)) if changed else "No changes",
+        detail=changes_detail(changed) or "No changes",
+        via=via,
     )
     return campaign
 
 
 @transaction.atomic
-def campaign_delete(*, campaign: Campaign, user: AbstractBaseUser) -> None:
+def campaign_delete(*, campaign: Campaign, user: AbstractBaseUser, via: str = "") -> None:
     """Deletes a Ready or Complete campaign with its recipients and messages."""
     locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
     locked.require("delete")
@@ -132,6 +167,7 @@ def campaign_delete(*, campaign: Campaign, user: AbstractBaseUser) -> None:
         subject=campaign.name,
         detail=f"{campaign.get_channel_display()} campaign, created "
         f"{timezone.localtime(campaign.created_at, campaign.org.tz):%Y-%m-%d %H:%M}",
+        via=via,
     )
     campaign.delete()
 
