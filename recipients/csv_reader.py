@@ -1,10 +1,15 @@
-"""Streaming reader and validator for recipient CSV uploads (pure Python: no models, no database).
+"""Streaming readers and validators for CSV uploads (pure Python: no models, no database).
 
-`RecipientReader` (or `read_recipients`) yields a `Recipient` for every valid row and a
-`RowError` for every problem, reading the upload a chunk at a time; any `RowError` means the
-file must be rejected as a whole. `write_error_log` turns the errors into a CSV for the user.
-Repeated addresses and the limit on distinct recipients are the importer's: it keeps them in the
-database, so that memory stays flat however long the file.
+`RecipientReader` (or `read_recipients`) yields a `Recipient` for every valid row of a recipient
+list and a `RowError` for every problem, reading the upload a chunk at a time; `OptOutReader`
+does the same for a file of opt-outs, yielding an `OptOut` per address. Any `RowError` means the
+file must be rejected as a whole. `ErrorLogWriter` (or `write_error_log`) turns the errors into a
+CSV for the user. Repeated addresses and the limit on distinct recipients are the importer's: it
+keeps them in the database, so that memory stays flat however long the file.
+
+Every value a reader yields fits the column it is stored in (`EMAIL_MAX_CHARS`, `NAME_MAX_CHARS`,
+timezone names), so no accepted row can fail in the database, on PostgreSQL or SQLite alike;
+`normalise_address` is the same check for the forms that take one address.
 
 Encoding: uploads are seekable, so before yielding anything the reader makes one quick pass that
 decides between strict UTF-8 and Windows-1252, then rewinds and parses; a late undecodable byte
@@ -21,7 +26,7 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Literal, NamedTuple, TextIO
+from typing import BinaryIO, Generic, Literal, NamedTuple, TextIO, TypeVar
 
 import phonenumbers
 from django.core.exceptions import ValidationError
@@ -31,10 +36,16 @@ from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberFormat
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 MAX_FIELD_CHARS = 10_000
+_MEGABYTE = 1024 * 1024
+MAX_FILE_BYTES = 20 * _MEGABYTE
+# The length of the address columns (Contact, Message, Suppression): RFC 5321's longest path.
+# Django's validate_email allows 320, which PostgreSQL would refuse mid-import and SQLite store.
+EMAIL_MAX_CHARS = 254
+# The length of the name columns (Contact, Message); a longer name is cut, not refused.
+NAME_MAX_CHARS = 200
 # Past this many rows per allowed recipient a file is rejected without checking the rest: a
 # million-line file answers in seconds (the rest is only counted), and memory stays bounded.
 ROWS_CHECKED_PER_RECIPIENT = 10
-_MEGABYTE = 1024 * 1024
 _SNIFF_BYTES = 64 * 1024
 _SCAN_BYTES = _MEGABYTE
 _DELIMITERS = (",", ";", "\t")
@@ -67,6 +78,7 @@ class ErrorKind(models.TextChoices):
     FILE_TOO_LARGE = "file_too_large", "File too large"
     FIELD_TOO_LARGE = "field_too_large", "Value too long"
     ENCODING = "encoding", "Unreadable text"
+    MISSING_ADDRESS = "missing_address", "Missing phone number or email"
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,7 @@ class ReaderOptions:
     default_timezone: str
     default_region: str
     max_recipients: int
-    max_bytes: int = 20 * _MEGABYTE
+    max_bytes: int = MAX_FILE_BYTES
 
     @property
     def rows_checked(self) -> int:
@@ -94,6 +106,14 @@ class Recipient:
     timezone: str
     name: str
     variables: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    """One address of an opt-out file, normalised as it is stored."""
+
+    line: int
+    address: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,27 +177,27 @@ def read_recipients(stream: BinaryIO, options: ReaderOptions) -> Iterator[Recipi
     return iter(RecipientReader(stream, options))
 
 
-class RecipientReader:
-    """Reads one upload lazily, once; afterwards `summary` and `header` describe the file."""
+_Item = TypeVar("_Item", Recipient, OptOut)
 
-    def __init__(self, stream: BinaryIO, options: ReaderOptions) -> None:
+
+class _Reader(Generic[_Item]):
+    """What every reader shares: one lazy pass over the upload, its header and a summary."""
+
+    # How the file-too-large message tells the user to split the file, for what it is used for.
+    split_advice = ""
+
+    def __init__(self, stream: BinaryIO, max_bytes: int) -> None:
         if not stream.seekable():
-            raise ValueError("RecipientReader needs a seekable stream (uploads are seekable).")
-        default_timezone = _canonical_timezone(options.default_timezone)
-        if default_timezone is None:
-            raise ValueError(f"Unknown default timezone {options.default_timezone!r}.")
-        self.options = options
+            raise ValueError(
+                f"{type(self).__name__} needs a seekable stream (uploads are seekable)."
+            )
         self.summary = ReadSummary()
         self.header: list[str] = []
         self._stream = stream
-        self._timezone_for = _timezone_reader(default_timezone)
-        if options.channel == "sms":
-            self._normalise_address = _phone_normaliser(options.default_region)
-        else:
-            self._normalise_address = _normalise_email
+        self._max_bytes = max_bytes
 
-    def __iter__(self) -> Iterator[Recipient | RowError]:
-        opened = _open_text(self._stream, self.options.max_bytes)
+    def __iter__(self) -> Iterator[_Item | RowError]:
+        opened = _open_text(self._stream, self._max_bytes, self.split_advice)
         if isinstance(opened, RowError):
             yield self._count(opened)
             return
@@ -191,6 +211,27 @@ class RecipientReader:
     def _count(self, error: RowError) -> RowError:
         self.summary.errors[error.kind] += 1
         return error
+
+    def _read_rows(self, reader: "csv._reader") -> Iterator[_Item | RowError]:
+        raise NotImplementedError
+
+
+class RecipientReader(_Reader[Recipient]):
+    """Reads one upload lazily, once; afterwards `summary` and `header` describe the file."""
+
+    split_advice = "add each as its own recipient list"
+
+    def __init__(self, stream: BinaryIO, options: ReaderOptions) -> None:
+        super().__init__(stream, options.max_bytes)
+        default_timezone = _canonical_timezone(options.default_timezone)
+        if default_timezone is None:
+            raise ValueError(f"Unknown default timezone {options.default_timezone!r}.")
+        self.options = options
+        self._timezone_for = _timezone_reader(default_timezone)
+        if options.channel == "sms":
+            self._normalise_address = _phone_normaliser(options.default_region)
+        else:
+            self._normalise_address = _normalise_email
 
     def _read_rows(self, reader: "csv._reader") -> Iterator[Recipient | RowError]:
         try:
@@ -248,7 +289,7 @@ class RecipientReader:
         if type(address) is not str or type(timezone) is not str:
             found = (address, timezone)
             return [RowError(p.kind, p.message, line, row) for p in found if type(p) is _Problem]
-        name = row[columns.name].strip() if columns.name is not None else ""
+        name = row[columns.name].strip()[:NAME_MAX_CHARS] if columns.name is not None else ""
         variables = {"name": name, "first_name": name.split(None, 1)[0] if name else ""}
         for key, at in columns.variables:
             variables[key] = row[at].strip()
@@ -270,6 +311,90 @@ class RecipientReader:
             )
 
 
+# Header titles (as `_column_key` spells them) that name a column of addresses in an opt-out file.
+_OPT_OUT_COLUMNS = frozenset({"phone_number", "email", "address", "recipient", "number"})
+
+
+class OptOutReader(_Reader[OptOut]):
+    """Reads an opt-out file: the addresses in every column its header names, else in column A."""
+
+    split_advice = "import each in turn"
+
+    def __init__(
+        self, stream: BinaryIO, *, default_region: str, max_bytes: int = MAX_FILE_BYTES
+    ) -> None:
+        super().__init__(stream, max_bytes)
+        self._normalise_address = _address_normaliser(default_region)
+
+    def _read_rows(self, reader: "csv._reader") -> Iterator[OptOut | RowError]:
+        columns: tuple[int, ...] | None = None  # known once the first row is read
+        end = 0
+        try:
+            for row in reader:
+                line, end = end + 1, reader.line_num
+                if _is_blank(row):
+                    continue
+                if columns is None:
+                    columns = _opt_out_columns(row)
+                    if columns:
+                        self.header = row
+                        continue
+                    # No header: a list of bare values, the addresses in column A.
+                    columns = (0,)
+                    outcome = self._check_row(row, line, columns)
+                    if type(outcome) is RowError and outcome.kind != ErrorKind.FIELD_TOO_LARGE:
+                        outcome = RowError(ErrorKind.MISSING_COLUMN, _NO_HEADER, line, row)
+                else:
+                    outcome = self._check_row(row, line, columns)
+                self.summary.rows += 1
+                if type(outcome) is RowError:
+                    yield self._count(outcome)
+                else:
+                    yield from outcome
+        except csv.Error:
+            # Only a field over csv.field_size_limit() gets here, and the parser can't resync.
+            yield self._count(RowError(ErrorKind.FIELD_TOO_LARGE, _UNCLOSED_QUOTE, end + 1, []))
+            return
+        if not self.summary.rows:
+            yield self._count(
+                _file_error(
+                    ErrorKind.EMPTY_FILE,
+                    "The file has a header row but no phone numbers or emails below it.",
+                )
+            )
+
+    def _check_row(
+        self, row: list[str], line: int, columns: tuple[int, ...]
+    ) -> list[OptOut] | RowError:
+        """Validate one data row: every address in it, or the first problem."""
+        width = len(self.header) if self.header else len(row)
+        if len(row) != width or max(map(len, row)) > MAX_FIELD_CHARS:
+            return _shape_error(row, line, width)
+        values = [value for value in (row[at].strip() for at in columns) if value]
+        if not values:
+            where = "in its address column" if len(columns) == 1 else "in any address column"
+            message = f"This row has no phone number or email address {where}."
+            return RowError(ErrorKind.MISSING_ADDRESS, message, line, row)
+        found = []
+        for value in values:
+            address = self._normalise_address(value)
+            if type(address) is not str:
+                return RowError(address.kind, address.message, line, row)
+            found.append(OptOut(line, address))
+        return found
+
+
+_NO_HEADER = (
+    "The first row is neither a phone number or email address nor a header naming the column "
+    'of addresses ("phone_number", "email" or "address"). Put the addresses in column A, or '
+    "give their column one of those names."
+)
+
+
+def _opt_out_columns(header: list[str]) -> tuple[int, ...]:
+    return tuple(at for at, title in enumerate(header) if _column_key(title) in _OPT_OUT_COLUMNS)
+
+
 def too_many_recipients(recipients: int, limit: int) -> RowError:
     """The error for a file with more distinct recipients than one list may hold."""
     return _file_error(
@@ -279,15 +404,27 @@ def too_many_recipients(recipients: int, limit: int) -> RowError:
     )
 
 
+class ErrorLogWriter:
+    """Writes the error log an error at a time: reason, line number, then the row as uploaded."""
+
+    def __init__(self, out: TextIO, original_header: list[str] | None = None) -> None:
+        self._writer = csv.writer(out)
+        header = map(_defuse_formula, original_header or ["original row"])
+        self._writer.writerow(["reason", "line", *header])
+
+    def write(self, error: RowError) -> None:
+        """Write one error's line."""
+        line = "" if error.line is None else error.line
+        self._writer.writerow([error.message, line, *map(_defuse_formula, error.raw)])
+
+
 def write_error_log(
     errors: Iterable[RowError], out: TextIO, original_header: list[str] | None = None
 ) -> None:
     """Write one CSV line per error: reason, line number, then the row's original values."""
-    writer = csv.writer(out)
-    writer.writerow(["reason", "line", *(original_header or ["original row"])])
+    log = ErrorLogWriter(out, original_header)
     for error in errors:
-        line = "" if error.line is None else error.line
-        writer.writerow([error.message, line, *map(_defuse_formula, error.raw)])
+        log.write(error)
 
 
 _FORMULA_START = re.compile(r"[=@\t\r]|[+-](?![\d\s().-]*\Z)")
@@ -335,13 +472,15 @@ def _first_non_blank_row(reader: "csv._reader") -> tuple[int, list[str] | None]:
 # --- Opening the upload: size, binary sniffing, encoding and delimiter ---------------------------
 
 
-def _open_text(stream: BinaryIO, max_bytes: int) -> tuple[io.TextIOWrapper, str] | RowError:
+def _open_text(
+    stream: BinaryIO, max_bytes: int, split_advice: str
+) -> tuple[io.TextIOWrapper, str] | RowError:
     size = stream.seek(0, io.SEEK_END)
     if size > max_bytes:
         return _file_error(
             ErrorKind.FILE_TOO_LARGE,
             f"This file is {size / _MEGABYTE:.1f} MB; the limit is {max_bytes / _MEGABYTE:g} MB. "
-            "Split it into smaller files and add each as its own recipient list.",
+            f"Split it into smaller files and {split_advice}.",
         )
     stream.seek(0)
     head = stream.read(_SNIFF_BYTES)
@@ -685,22 +824,52 @@ _EMAIL_USER = re.compile(EmailValidator.user_regex.pattern, EmailValidator.user_
 _EMAIL_DOMAIN = re.compile(EmailValidator.domain_regex.pattern, EmailValidator.domain_regex.flags)
 
 
+def normalise_address(raw: str, default_region: str) -> str:
+    """A phone number in E.164 or a lower-cased email address, exactly as it is stored.
+
+    Raises ValidationError (its code the ErrorKind) saying why the value is neither.
+    """
+    address = _address_normaliser(default_region)(raw.strip())
+    if type(address) is not str:
+        raise ValidationError(address.message, code=address.kind.value)
+    return address
+
+
+def _address_normaliser(default_region: str) -> Callable[[str], str | _Problem]:
+    phone = _phone_normaliser(default_region)
+
+    def normalise(raw: str) -> str | _Problem:
+        if not raw:
+            return _Problem(ErrorKind.MISSING_ADDRESS, "The phone number or email is missing.")
+        return _normalise_email(raw) if "@" in raw else phone(raw)
+
+    return normalise
+
+
 def _normalise_email(raw: str) -> str | _Problem:
     if not raw:
         return _Problem(ErrorKind.INVALID_EMAIL, "The email address is missing.")
-    if not _is_valid_email(raw):
+    # Mailboxes are case-insensitive in practice, so one lowercase form makes duplicates and
+    # suppression lists compare cleanly. That form is what is checked: it is what is stored.
+    address = raw.lower()
+    if len(address) > EMAIL_MAX_CHARS:
+        shown = raw if len(raw) <= 40 else raw[:40] + "…"
+        return _Problem(
+            ErrorKind.INVALID_EMAIL,
+            f'"{shown}" is {len(address):,} characters long; an email address is at most '
+            f"{EMAIL_MAX_CHARS} characters.",
+        )
+    if not _is_valid_email(address):
         return _Problem(
             ErrorKind.INVALID_EMAIL,
             f'"{raw}" is not a valid email address. Check it for typos and spaces, like '
             "name@example.com.",
         )
-    # Mailboxes are case-insensitive in practice, so one lowercase form makes duplicates and
-    # suppression lists compare cleanly.
-    return raw.lower()
+    return address
 
 
 def _is_valid_email(value: str) -> bool:
-    if len(value) > 320 or "@" not in value:
+    if "@" not in value:
         return False
     user, domain = value.rsplit("@", 1)
     if not _EMAIL_USER.match(user):

@@ -5,23 +5,32 @@ import csv
 import io
 import random
 import tracemalloc
+import zoneinfo
 from dataclasses import replace
 
 import phonenumbers
 import pytest
+from django.core.exceptions import ValidationError
 
+from delivery.models import Message, Suppression
 from recipients.csv_reader import (
     CSV_TEMPLATE_ROWS,
+    EMAIL_MAX_CHARS,
     MAX_FIELD_CHARS,
+    NAME_MAX_CHARS,
     ErrorKind,
+    OptOut,
+    OptOutReader,
     ReaderOptions,
     ReadSummary,
     Recipient,
     RecipientReader,
     RowError,
+    normalise_address,
     read_recipients,
     write_error_log,
 )
+from recipients.models import Contact
 
 SMS = ReaderOptions(
     channel="sms", default_timezone="America/New_York", default_region="US", max_recipients=3500
@@ -559,6 +568,46 @@ def test_it_reports_a_missing_email_address():
     assert error.message == "The email address is missing."
 
 
+@pytest.mark.parametrize("length", [255, 320])
+def test_it_refuses_an_email_longer_than_the_address_columns(length):
+    # Django's validate_email allows 320 characters; the columns hold 254.
+    given = "a" * (length - len("@example.com")) + "@example.com"
+
+    error = only_error(f"timezone,email\nAmerica/New_York,{given}\n", EMAIL)
+
+    assert error.kind == ErrorKind.INVALID_EMAIL
+    assert error.message == (
+        f'"{"a" * 40}…" is {length} characters long; an email address is at most 254 characters.'
+    )
+
+
+def test_it_measures_an_email_as_it_is_stored_lowercased():
+    fits = "A" * 242 + "@example.com"
+    # "İ" lower-cases to two characters: 254 as typed, 255 as stored.
+    grows = "a" * 241 + "@İexample.com"
+
+    recipients, errors, _ = read(f"timezone,email\nUTC,{fits}\nUTC,{grows}\n", EMAIL)
+
+    assert [r.address for r in recipients] == [fits.lower()]
+    assert len(grows) == 254 and [e.line for e in errors] == [3]
+    assert "255 characters long" in errors[0].message
+
+
+def test_every_value_it_yields_fits_the_column_it_is_stored_in():
+    for model in (Contact, Message, Suppression):
+        assert model._meta.get_field("address").max_length == EMAIL_MAX_CHARS
+    for model in (Contact, Message):
+        assert model._meta.get_field("name").max_length == NAME_MAX_CHARS
+        assert model._meta.get_field("timezone").max_length >= max(
+            map(len, zoneinfo.available_timezones())
+        )
+    recipients, errors, _ = read(f"timezone,phone_number,name\nUTC,+12125550123,{'N' * 300}\n")
+
+    assert errors == []
+    assert recipients[0].name == "N" * NAME_MAX_CHARS
+    assert recipients[0].variables["name"] == recipients[0].name
+
+
 # --- Timezones -----------------------------------------------------------------------------------
 
 
@@ -749,6 +798,62 @@ def test_it_defuses_spreadsheet_formulas_in_the_error_log_but_not_phone_numbers(
         "-5",
         "Ana",
     ]
+
+
+# --- Opt-out files -------------------------------------------------------------------------------
+
+
+def read_opt_outs(content: str) -> tuple[list[OptOut], list[RowError]]:
+    reader = OptOutReader(io.BytesIO(content.encode()), default_region="US")
+    items = list(reader)
+    return [i for i in items if isinstance(i, OptOut)], [i for i in items if type(i) is RowError]
+
+
+def test_it_reads_opt_outs_from_every_address_column_the_header_names():
+    opt_outs, errors = read_opt_outs(
+        "Name,Phone,Email Address,Note\n"
+        "Ana,(212) 555-0101,Ana@Example.com,x\n"
+        'Bob,,bob@example.com,"a, b"\n'
+    )
+
+    assert errors == []
+    assert opt_outs == [
+        OptOut(2, "+12125550101"),
+        OptOut(2, "ana@example.com"),
+        OptOut(3, "bob@example.com"),
+    ]
+
+
+def test_it_reads_bare_opt_outs_from_column_a_from_the_first_line():
+    opt_outs, errors = read_opt_outs("2125550101,STOP 2024-01-02\n\nbob@example.com\n")
+
+    assert errors == []
+    assert opt_outs == [OptOut(1, "+12125550101"), OptOut(3, "bob@example.com")]
+
+
+def test_it_reports_each_bad_opt_out_row_with_its_line():
+    opt_outs, errors = read_opt_outs(
+        "phone_number\n+12125550101\n12\n\n" + "a" * 250 + "@example.com\n" + '"' + "x" * 200_000
+    )
+
+    assert [(e.kind, e.line) for e in errors] == [
+        (ErrorKind.INVALID_PHONE, 3),
+        (ErrorKind.INVALID_EMAIL, 5),
+        (ErrorKind.FIELD_TOO_LARGE, 6),
+    ]
+    assert opt_outs == [OptOut(2, "+12125550101")]
+
+
+def test_normalise_address_is_the_readers_check_for_one_address():
+    assert normalise_address(" (212) 555-0199 ", "US") == "+12125550199"
+    assert normalise_address("Bob@Example.COM", "US") == "bob@example.com"
+    with pytest.raises(ValidationError) as long_email:
+        normalise_address("a" * 243 + "@example.com", "US")
+    assert long_email.value.code == ErrorKind.INVALID_EMAIL
+    assert "an email address is at most 254 characters" in long_email.value.messages[0]
+    with pytest.raises(ValidationError) as not_a_number:
+        normalise_address("nope", "US")
+    assert not_a_number.value.code == ErrorKind.INVALID_PHONE
 
 
 # --- Public surface ------------------------------------------------------------------------------

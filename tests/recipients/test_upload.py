@@ -121,6 +121,23 @@ def test_it_rejects_an_invalid_email(email_campaign, admin_client):
     assert not Message.objects.exists()
 
 
+@pytest.mark.parametrize("length", [255, 320])
+def test_an_email_longer_than_the_address_column_is_a_row_error(
+    email_campaign, admin_client, length
+):
+    # Django's validate_email allows 320 characters: PostgreSQL refused the row mid-import
+    # (a server error) and SQLite stored it.
+    address = "a" * (length - len("@example.com")) + "@example.com"
+    content = f"timezone,email\n,ana@example.com\n,{address}\n"
+    page = upload(admin_client, email_campaign, content, name="long.csv").content.decode()
+    assert "“long.csv” was not imported" in page and "Invalid email address" in page
+    assert not Message.objects.exists() and not Contact.objects.exists()
+    rejected = RejectedUpload.objects.get()
+    response = admin_client.get(f"/rejected-uploads/{rejected.pk}/error-log.csv")
+    [_, row] = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert row[1] == "3" and "an email address is at most 254 characters" in row[0]
+
+
 def test_it_rejects_a_file_over_the_size_cap(sms_campaign, admin_client, settings):
     big = (
         "timezone,phone_number,note\n"
@@ -291,6 +308,21 @@ def test_the_command_writes_the_error_log_and_exits_one(sms_campaign, tmp_path, 
     log = (tmp_path / "bad-errors.csv").read_text()
     assert "Nowhere" in log
     assert not RecipientList.objects.exists()
+
+
+def test_the_command_refuses_a_too_long_email_with_exit_one_and_the_error_log(
+    email_campaign, tmp_path, capsys
+):
+    path = tmp_path / "long.csv"
+    path.write_text(f"timezone,email\n,{'a' * 243}@example.com\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_:
+        call_command("import_recipients", email_campaign.pk, str(path))
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert "Invalid email address: 1" in err and "Traceback" not in err
+    log = (tmp_path / "long-errors.csv").read_text()
+    assert "an email address is at most 254 characters" in log
+    assert not RecipientList.objects.exists() and not Contact.objects.exists()
 
 
 # --- Repeats and the limit, kept by the database ----------------------------------------------
