@@ -40,6 +40,7 @@ from delivery.selectors import (
 from delivery.services import suppression_add, suppression_remove
 from orgs.access import admin_required, get_for_org, member_required, public
 from recipients.models import Contact
+from recipients.services import suppressions_import
 
 PAGE_SIZE = 50
 
@@ -104,23 +105,23 @@ def suppression_create(request: HttpRequest) -> HttpResponse:
 @admin_required
 def suppression_import(request: HttpRequest) -> HttpResponse:
     form = SuppressionImportForm(request.POST or None, request.FILES or None, org=request.org)
+    result = None
     if request.method == "POST" and form.is_valid():
-        added = sum(
-            suppression_add(
-                org=request.org,
-                address=address,
-                reason=SuppressionReason.CSV_IMPORT,
-                detail=request.FILES["file"].name[:255],
-                user=request.user,
+        upload = form.cleaned_data["file"]
+        result = suppressions_import(
+            org=request.org, stream=upload, file_name=upload.name, user=request.user
+        )
+        if result.accepted:
+            message = (
+                f"“{upload.name}” imported: {result.added:,} addresses added to the opt-out "
+                f"list, {result.already_there:,} already there."
             )
-            for address in form.cleaned_data["file"]
-        )
-        total = len(form.cleaned_data["file"])
-        messages.success(
-            request, f"{added} addresses added to the opt-out list ({total - added} already there)."
-        )
-        return redirect("delivery:suppression_list")
-    return render(request, "delivery/suppression_import.html", {"form": form})
+            if result.messages_opted_out:
+                message += f" {result.messages_opted_out:,} queued messages will not be sent."
+            messages.success(request, message)
+            return redirect("delivery:suppression_list")
+    # A rejected file is reported here, beside the form for the corrected one.
+    return render(request, "delivery/suppression_import.html", {"form": form, "result": result})
 
 
 @admin_required

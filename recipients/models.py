@@ -86,8 +86,9 @@ class RejectedUpload(models.Model):
     """An upload refused whole, kept so that its error log can be downloaded."""
 
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    # None for an opt-out file: those go to the organization's suppression list, not a campaign.
     campaign = models.ForeignKey(
-        Campaign, on_delete=models.CASCADE, related_name="rejected_uploads"
+        Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="rejected_uploads"
     )
     file_name = models.CharField(max_length=255)
     # {"error kind label": count, …} in the order the page shows them.

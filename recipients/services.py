@@ -1,8 +1,9 @@
-"""Importing an uploaded CSV as a recipient list: all rows or none, streamed into the database."""
+"""Importing uploaded CSV files — recipient lists and opt-outs: all rows or none, streamed."""
 
 import csv
 import io
 import json
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -13,18 +14,22 @@ from typing import BinaryIO
 
 import psycopg
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from psycopg.copy import QueuedLibpqWriter
 
 from campaigns.models import Campaign
 from campaigns.services import activity_record
-from delivery.models import Message, MessageStatus
-from delivery.services import suppressions_apply_to_list
+from delivery.models import Message, MessageStatus, SuppressionReason
+from delivery.services import suppressions_add_bulk, suppressions_apply_to_list
+from orgs.models import Organization
 from recipients.csv_reader import (
     CSV_TEMPLATE_ROWS,
     ErrorKind,
+    ErrorLogWriter,
+    OptOut,
+    OptOutReader,
     ReaderOptions,
     Recipient,
     RecipientReader,
@@ -121,20 +126,22 @@ def recipient_list_import(
     return ImportResult(recipient_list=recipient_list, summary=counts)
 
 
-def _imports_one_at_a_time(org_id: int) -> None:
-    """Waits for the organization's running import, if any; the next waits for this one.
+# Key spaces of the import locks among PostgreSQL's advisory locks (the other key: the org).
+# Recipient lists and opt-outs write different tables, so one kind never waits for the other.
+_IMPORT_LOCKS = 4_004
+_OPT_OUT_IMPORT_LOCKS = 4_005
 
-    Two imports sharing people lock the contacts they create until they commit: side by side,
-    each could come to wait for a contact the other holds, and PostgreSQL would abort one.
+
+def _imports_one_at_a_time(org_id: int, kind: int = _IMPORT_LOCKS) -> None:
+    """Waits for the organization's running import of this kind, if any; the next waits for this.
+
+    Two imports sharing people lock the rows they create until they commit: side by side,
+    each could come to wait for a row the other holds, and PostgreSQL would abort one.
     The turn ends with the transaction. (SQLite already lets one writer in at a time.)
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_IMPORT_LOCKS, org_id])
-
-
-# The key space of the import locks among PostgreSQL's advisory locks (the other key: the org).
-_IMPORT_LOCKS = 4_004
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [kind, org_id])
 
 
 def _valid_rows(
@@ -159,19 +166,37 @@ def _reject(
 ) -> RejectedUpload:
     log = io.StringIO()
     write_error_log(errors, log, header or None)
-    summary = Counter(error.kind.label for error in errors)
-    rejected = RejectedUpload(
+    return _rejected_upload_save(
         org=campaign.org,
         campaign=campaign,
-        file_name=file_name[:255],
-        summary=dict(summary.most_common()),
-        error_count=len(errors),
+        file_name=file_name,
+        kinds=Counter(error.kind for error in errors),
         file_errors=[error.message for error in errors if error.line is None],
+        log=ContentFile(log.getvalue().encode()),
+        user=user,
+    )
+
+
+def _rejected_upload_save(
+    *,
+    org: Organization,
+    campaign: Campaign | None,
+    file_name: str,
+    kinds: Counter[ErrorKind],
+    file_errors: list[str],
+    log: File,
+    user: AbstractBaseUser | None,
+) -> RejectedUpload:
+    rejected = RejectedUpload(
+        org=org,
+        campaign=campaign,
+        file_name=file_name[:255],
+        summary={kind.label: count for kind, count in kinds.most_common()},
+        error_count=kinds.total(),
+        file_errors=file_errors,
         created_by=user,
     )
-    rejected.error_log.save(
-        f"{uuid.uuid4().hex}.csv", ContentFile(log.getvalue().encode()), save=True
-    )
+    rejected.error_log.save(f"{uuid.uuid4().hex}.csv", log, save=True)
     return rejected
 
 
@@ -205,7 +230,7 @@ def _chunks(rows: Iterable[Recipient]) -> Iterator[list[tuple]]:
             chunk[row.address] = (
                 row.line,
                 row.address,
-                row.name[:200],
+                row.name,
                 row.timezone,
                 json.dumps(row.variables),
             )
@@ -346,6 +371,163 @@ def _apply_suppressions(recipient_list: RecipientList) -> int:
     return suppressions_apply_to_list(
         recipient_list_id=recipient_list.pk, org_id=recipient_list.org_id
     )
+
+
+# ---------------------------------------------------------------- opt-out files
+
+
+# An opt-out file's error log lists this many bad rows and only counts the rest, so that a 20 MB
+# file of nonsense cannot leave a log many times its size.
+OPT_OUT_ERRORS_LISTED = 50_000
+# The first few bad rows are shown on the page too, beside what is wrong with the whole file.
+OPT_OUT_ERRORS_SHOWN = 10
+
+
+@dataclass
+class OptOutImportResult:
+    """What an opt-out file did: how many addresses it added, or why it was rejected."""
+
+    added: int = 0
+    already_there: int = 0
+    messages_opted_out: int = 0
+    rejected: RejectedUpload | None = None
+    first_errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return self.rejected is None
+
+
+def suppressions_import(
+    *,
+    org: Organization,
+    stream: BinaryIO,
+    file_name: str,
+    user: AbstractBaseUser | None,
+    max_bytes: int | None = None,
+) -> OptOutImportResult:
+    """Adds every address of an opt-out file to the organization's list, or rejects it whole.
+
+    Like a recipient list, the file is read a row at a time and its addresses go to the
+    database a chunk at a time, all in one transaction; the bad rows go to an error log on disk
+    as they are found, so memory stays flat however long the file.
+    """
+    reader = OptOutReader(
+        stream,
+        default_region=org.default_region,
+        **({"max_bytes": max_bytes} if max_bytes else {}),
+    )
+    result = OptOutImportResult()
+    now = timezone.now()
+    with tempfile.TemporaryFile() as log_file:
+        log = _OptOutErrorLog(log_file, reader)
+        try:
+            with transaction.atomic():
+                _imports_one_at_a_time(org.pk, _OPT_OUT_IMPORT_LOCKS)
+                addresses = 0
+                for count, distinct in _address_chunks(log.valid_rows()):
+                    addresses += count
+                    added, opted_out = suppressions_add_bulk(
+                        org_id=org.pk,
+                        addresses=distinct,
+                        reason=SuppressionReason.CSV_IMPORT,
+                        detail=file_name,
+                        user=user,
+                        at=now,
+                    )
+                    result.added += added
+                    result.messages_opted_out += opted_out
+                if log.count:
+                    raise _Rejected
+                # A line repeating an earlier one found its address already there too.
+                result.already_there = addresses - result.added
+                activity_record(
+                    org=org,
+                    actor=user,
+                    verb="imported opt-outs",
+                    subject=file_name[:255],
+                    detail=f"{result.added} added, {result.already_there} already on the list; "
+                    f"{result.messages_opted_out} queued messages opted out",
+                )
+        except _Rejected:
+            result = OptOutImportResult(
+                rejected=log.save(org=org, file_name=file_name, user=user),
+                first_errors=log.first_errors,
+            )
+    return result
+
+
+def _address_chunks(rows: Iterable[OptOut]) -> Iterator[tuple[int, list[str]]]:
+    """The addresses CHUNK_ROWS at a time: how many, and each of them once."""
+    count, distinct = 0, {}
+    for row in rows:
+        count += 1
+        distinct[row.address] = None
+        if count >= CHUNK_ROWS:
+            yield count, list(distinct)
+            count, distinct = 0, {}
+    if count:
+        yield count, list(distinct)
+
+
+class _OptOutErrorLog:
+    """An opt-out file's bad rows, written to a temporary file as the reader finds them."""
+
+    def __init__(self, out: BinaryIO, reader: OptOutReader) -> None:
+        self.count = 0
+        self.first_errors: list[RowError] = []
+        self._file_errors: list[str] = []
+        self._out = out
+        self._reader = reader
+        self._text: io.TextIOWrapper | None = None
+        self._writer: ErrorLogWriter | None = None
+
+    def valid_rows(self) -> Iterator[OptOut]:
+        """The reader's addresses until its first error; then the rest is read for errors only."""
+        for item in self._reader:
+            if type(item) is RowError:
+                self._add(item)
+            elif not self.count:
+                yield item
+
+    def _add(self, error: RowError) -> None:
+        self.count += 1
+        if error.line is None:
+            self._file_errors.append(error.message)
+        elif len(self.first_errors) < OPT_OUT_ERRORS_SHOWN:
+            self.first_errors.append(error)
+        if self.count > OPT_OUT_ERRORS_LISTED:
+            return
+        if self._writer is None:
+            # The first error comes once the header is known (or known to be missing).
+            self._text = io.TextIOWrapper(self._out, encoding="utf-8", newline="")
+            self._writer = ErrorLogWriter(self._text, self._reader.header or None)
+        self._writer.write(error)
+
+    def save(
+        self, *, org: Organization, file_name: str, user: AbstractBaseUser | None
+    ) -> RejectedUpload:
+        """Stores the log with a rejection of the file, to download from the page."""
+        file_errors = list(self._file_errors)
+        if self.count > OPT_OUT_ERRORS_LISTED:
+            file_errors.append(
+                f"The file has {self.count:,} rows with errors; the error log lists the first "
+                f"{OPT_OUT_ERRORS_LISTED:,}. The same mistake is probably repeated: fix it and "
+                "upload the file again."
+            )
+        if self._text is not None:
+            self._text.flush()
+            self._text.detach()
+        self._out.seek(0)
+        return _rejected_upload_save(
+            org=org,
+            campaign=None,
+            file_name=file_name,
+            kinds=self._reader.summary.errors,
+            file_errors=file_errors,
+            log=File(self._out),
+            user=user,
+        )
 
 
 # ---------------------------------------------------------------- other writes

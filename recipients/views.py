@@ -108,9 +108,9 @@ def list_stop(request: HttpRequest, list_id: int) -> HttpResponse:
 
 @member_required
 def rejected_detail(request: HttpRequest, rejected_id: int) -> HttpResponse:
-    rejected = get_for_org(
-        request, RejectedUpload.objects.select_related("campaign"), pk=rejected_id
-    )
+    # A rejected opt-out file is shown on the import page itself; only its log is downloaded.
+    uploads = RejectedUpload.objects.filter(campaign__isnull=False).select_related("campaign")
+    rejected = get_for_org(request, uploads, pk=rejected_id)
     context = {"rejected": rejected, "campaign": rejected.campaign}
     return render(request, "recipients/rejected_detail.html", context)
 

@@ -101,7 +101,8 @@ def test_an_admin_imports_existing_opt_outs(tenants, admin_client):
     }
     broken = SimpleUploadedFile("bad.csv", b"address\n+12125550101\nnot a number\n")
     page = admin_client.post("/opt-outs/import/", {"file": broken}).content.decode()
-    assert "Nothing was imported" in page and "line 3" in page
+    assert "“bad.csv” was not imported" in page and "line 3" in page
+    assert Suppression.objects.count() == 2
 
 
 def test_viewers_see_opt_outs_but_cannot_change_them(tenants):
