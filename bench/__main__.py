@@ -25,6 +25,7 @@ def _suites(quick: bool) -> list[tuple[str, Callable[[], list[Row]]]]:
     from bench import (
         dispatch_bench,
         import_bench,
+        optout_bench,
         pages_bench,
         throttle_bench,
         tick_bench,
@@ -33,6 +34,7 @@ def _suites(quick: bool) -> list[tuple[str, Callable[[], list[Row]]]]:
 
     return [
         ("Recipient import vs COPY", lambda: import_bench.run(100_000 if quick else 1_000_000)),
+        ("Opt-out import vs COPY", lambda: optout_bench.run(20_000 if quick else 100_000)),
         ("Dispatch vs raw SDK calls", lambda: dispatch_bench.run(quick)),
         ("Tick cost, 10k vs 1M queued", lambda: tick_bench.run(quick)),
         ("Throttle accuracy", lambda: throttle_bench.run(quick)),
