@@ -153,7 +153,10 @@ def suppression_add(
             "created_by": user,
         },
     )
-    Message.objects.filter(org_id=org_id, address=address, status=MessageStatus.QUEUED).update(
+    # Through the contact: messages are indexed by contact, not by address (a STOP must not
+    # scan the organization's every message), and a message's address is its contact's.
+    contact = Contact.objects.filter(org_id=org_id, address=address).values("pk")
+    Message.objects.filter(contact__in=contact, status=MessageStatus.QUEUED).update(
         status=MessageStatus.OPTED_OUT, final_at=timezone.now()
     )
     return created
