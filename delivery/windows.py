@@ -5,18 +5,21 @@ This is the one module that answers "is this instant inside the schedule for thi
 (0 = Monday … 6 = Sunday) to that day's local hours [open, close); a missing weekday is Closed.
 Instants in must be timezone-aware; instants out are in UTC.
 
-How local times become instants — a local time means the FIRST instant at which the recipient's
-clock shows that time or a later one (a clock that never runs backwards):
+The rule, the only one: an instant is allowed when the recipient's wall-clock time at that
+instant is inside [open, close) on an open weekday. Around DST that means:
 
-- a time skipped by a spring-forward jump means the moment of the jump: open 02:30 on the New
-  York DST day opens at 03:00 EDT, and a window lying wholly inside the skipped hour is empty;
-- a time repeated by a fall-back means its first occurrence, for the close as well as the open:
-  00:00-03:00 on a 25-hour day lasts 4 real hours, while a window closing at 01:30 on that day
-  closes at the first 01:30 and stays closed when the clock shows 01:00-01:30 a second time.
+- a time skipped by a spring-forward jump never shows, so a window opening (or closing) at one
+  opens (or closes) at the moment of the jump: 02:30 on the New York DST day opens at 03:00 EDT,
+  and a window lying wholly inside the skipped hour is empty;
+- both passes of a time repeated by a fall-back are judged by the clock: a window closing at
+  01:30 on the London fall-back day shuts at 01:30 BST and opens again while the clock shows
+  01:00-01:29 GMT; one opening at 01:30 is closed while the second pass shows 01:00-01:29.
+
+So one local day's window can be two UTC intervals; `open_windows` lists each.
 """
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
@@ -140,27 +143,93 @@ def _offset_at(timestamp: int, zone: ZoneInfo) -> timedelta | None:
     return datetime.fromtimestamp(timestamp, zone).utcoffset()
 
 
-def _window_on(day: date, hours: WeeklyHours, zone: ZoneInfo) -> Window | None:
-    """The window of one local date, or None when it is Closed or a DST jump skipped its hours."""
+# Offsets are sampled this far apart to find a zone's transitions: DST changes come months
+# apart, and two changes within one sample would be missed.
+_OFFSET_SAMPLE = timedelta(hours=2)
+
+
+def _offset_spans(
+    since: datetime, until: datetime, zone: ZoneInfo
+) -> list[tuple[datetime, datetime]]:
+    """[since, until) cut at each of the zone's transitions, in order; each keeps one offset."""
+    spans: list[tuple[datetime, datetime]] = []
+    start, probe = since, since
+    offset = since.astimezone(zone).utcoffset()
+    while probe < until:
+        following = min(probe + _OFFSET_SAMPLE, until)
+        if following.astimezone(zone).utcoffset() == offset:
+            probe = following
+            continue
+        jump = _moment_of_jump(probe, following, zone)
+        spans.append((start, jump))
+        start = probe = jump
+        offset = jump.astimezone(zone).utcoffset()
+    spans.append((start, until))
+    return spans
+
+
+def _windows_on(day: date, hours: WeeklyHours, zone: ZoneInfo) -> list[Window]:
+    """The instants whose wall clock shows a time inside this local date's hours, as intervals.
+
+    Usually one; two when a fall-back repeats the open or close time, none when the day is
+    Closed or a spring-forward jump skips its hours.
+    """
     day_hours = hours.get(day.weekday())
     if day_hours is None:
-        return None
-    start = _first_instant_showing(datetime.combine(day, day_hours.open), zone)
-    end = _first_instant_showing(datetime.combine(day, day_hours.close), zone)
-    return Window(start, end) if start < end else None
+        return []
+    opens = datetime.combine(day, day_hours.open)
+    closes = datetime.combine(day, day_hours.close)
+    # Every instant showing a time in [opens, closes) lies between these (both folds of each).
+    first = min(opens.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1))
+    last = max(closes.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1))
+    found: list[Window] = []
+    for span_start, span_end in _offset_spans(first, last, zone):
+        # Within one offset the clock runs with UTC: it shows [opens, closes) over this part.
+        offset = span_start.astimezone(zone).utcoffset()
+        start = max(span_start, opens.replace(tzinfo=UTC) - offset)
+        end = min(span_end, closes.replace(tzinfo=UTC) - offset)
+        if start < end:
+            found.append(Window(start, end))
+    return _merged(found)
+
+
+def _merged(windows: Iterable[Window]) -> list[Window]:
+    """The windows in order, those touching or overlapping joined into one."""
+    merged: list[Window] = []
+    for window in sorted(windows):
+        if merged and window.start <= merged[-1].end:
+            merged[-1] = Window(merged[-1].start, max(merged[-1].end, window.end))
+        else:
+            merged.append(window)
+    return merged
+
+
+def _windows_from(
+    instant: datetime, hours: WeeklyHours, zone: ZoneInfo, days: int = _DAYS_SEARCHED
+) -> Iterator[Window]:
+    """The windows open at or after the UTC `instant`, in order, of `days` local dates from its
+    own and the one after them."""
+    if not hours:
+        return
+    # A fall-back across midnight can show the day before again after `instant`.
+    day = instant.astimezone(zone).date() - timedelta(days=1)
+    pending: list[Window] = []
+    for _ in range(days + 2):
+        pending = _merged(
+            [*pending, *(w for w in _windows_on(day, hours, zone) if w.end > instant)]
+        )
+        day += timedelta(days=1)
+        # No later date's window starts before the clock first shows that date, so what ends
+        # before then is complete.
+        later_dates_from = _first_instant_showing(datetime.combine(day, time()), zone)
+        while pending and pending[0].end < later_dates_from:
+            yield pending.pop(0)
+    yield from pending
 
 
 def _current_or_next_window(instant: datetime, hours: WeeklyHours, zone: ZoneInfo) -> Window | None:
     """The window open at the UTC `instant`, else the next one to open, else None."""
-    # Windows of earlier local dates have closed by the time the clock shows this date.
-    if not hours:
-        return None
-    first_day = instant.astimezone(zone).date()
-    for offset in range(_DAYS_SEARCHED):
-        window = _window_on(first_day + timedelta(days=offset), hours, zone)
-        if window and window.end > instant:
-            return window
-    return None
+    return next(_windows_from(instant, hours, zone), None)
 
 
 # ---------------------------------------------------------------- questions about one instant
@@ -168,9 +237,10 @@ def _current_or_next_window(instant: datetime, hours: WeeklyHours, zone: ZoneInf
 
 def is_open(instant: datetime, hours: WeeklyHours, tz: ZoneInfo | str) -> bool:
     """Whether `instant` falls inside the schedule as read on the recipient's clock in `tz`."""
-    instant = _as_utc(instant)
-    window = _current_or_next_window(instant, hours, _zone(tz))
-    return window is not None and window.start <= instant
+    # The rule itself; the windows below are the same rule turned into UTC intervals.
+    wall = _as_utc(instant).astimezone(_zone(tz))
+    day_hours = hours.get(wall.weekday())
+    return day_hours is not None and day_hours.open <= wall.time() < day_hours.close
 
 
 def next_open(instant: datetime, hours: WeeklyHours, tz: ZoneInfo | str) -> datetime | None:
@@ -181,7 +251,8 @@ def next_open(instant: datetime, hours: WeeklyHours, tz: ZoneInfo | str) -> date
 
 
 def window_end(instant: datetime, hours: WeeklyHours, tz: ZoneInfo | str) -> datetime | None:
-    """The UTC instant at which the window open at `instant` closes, or None if it is not open."""
+    """The first UTC instant after `instant` at which the recipient's clock leaves the window
+    open at `instant`, or None if none is open."""
     instant = _as_utc(instant)
     window = _current_or_next_window(instant, hours, _zone(tz))
     return window.end if window is not None and window.start <= instant else None
@@ -208,17 +279,12 @@ def open_windows(
 ) -> list[Window]:
     """Every window open at some instant in [since, until), in order and not clipped to it."""
     zone, since, until = _zone(tz), _as_utc(since), _as_utc(until)
-    if not hours:
-        return []
-    day = since.astimezone(zone).date()
-    # A fall-back across midnight can open the next date's window while the clock shows this one.
-    last_day = until.astimezone(zone).date() + timedelta(days=1)
+    days = (until.astimezone(zone).date() - since.astimezone(zone).date()).days + 1
     windows = []
-    while day <= last_day:
-        window = _window_on(day, hours, zone)
-        if window and window.end > since and window.start < until:
-            windows.append(window)
-        day += timedelta(days=1)
+    for window in _windows_from(since, hours, zone, days=days):
+        if window.start >= until:
+            break
+        windows.append(window)
     return windows
 
 

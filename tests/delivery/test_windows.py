@@ -216,17 +216,19 @@ def test_it_opens_at_one_when_santiago_skips_midnight():
 # ---------------------------------------------------------------- DST: repeated local times
 
 
-def test_it_opens_at_the_first_occurrence_when_new_york_repeats_the_open_time():
+def test_it_judges_both_passes_of_a_repeated_open_time_by_the_clock():
     # 2026-11-01: 02:00 EDT becomes 01:00 EST, so 01:00-02:00 shows twice.
     sunday = weekly_hours({SUN: ("01:30", "05:00")})
     opening = next_open(utc(2026, 11, 1, 0), sunday, "America/New_York")
     # 01:30 EDT; compared in UTC since Python never equates a repeated local time across zones.
     assert opening == utc(2026, 11, 1, 5, 30)
     assert opening.astimezone(ZoneInfo("America/New_York")).fold == 0
-    # The window stays open while the clock shows 01:00-01:30 the second time.
-    assert is_open(
-        local("America/New_York", 2026, 11, 1, 1, 15, fold=1), sunday, "America/New_York"
-    )
+    assert window_end(opening, sunday, "America/New_York") == utc(2026, 11, 1, 6)
+    # The second pass shows 01:00-01:29 EST, before the opening: closed until 01:30 EST.
+    second_pass = local("America/New_York", 2026, 11, 1, 1, 15, fold=1)
+    assert not is_open(second_pass, sunday, "America/New_York")
+    assert next_open(second_pass, sunday, "America/New_York") == utc(2026, 11, 1, 6, 30)
+    assert window_end(utc(2026, 11, 1, 6, 30), sunday, "America/New_York") == utc(2026, 11, 1, 10)
 
 
 def test_it_lasts_four_hours_from_midnight_to_three_on_the_25_hour_day():
@@ -236,30 +238,37 @@ def test_it_lasts_four_hours_from_midnight_to_three_on_the_25_hour_day():
     assert (start, end) == (utc(2026, 11, 1, 4), utc(2026, 11, 1, 8))
 
 
-def test_it_closes_at_the_first_occurrence_of_a_repeated_close_time():
+def test_it_opens_again_on_the_second_pass_of_a_repeated_close_time():
     sunday = weekly_hours({SUN: ("00:00", "01:30")})
     assert window_end(utc(2026, 11, 1, 4), sunday, "America/New_York") == utc(2026, 11, 1, 5, 30)
-    # 01:15 EST shows on the clock after the first 01:30 EDT, so the window has closed.
+    assert not is_open(utc(2026, 11, 1, 5, 45), sunday, "America/New_York")
+    # 01:15 EST shows 01:15 again, inside [00:00, 01:30): open until the clock shows 01:30 EST.
     second_pass = local("America/New_York", 2026, 11, 1, 1, 15, fold=1)
-    assert not is_open(second_pass, sunday, "America/New_York")
-    assert next_open(second_pass, sunday, "America/New_York") == local(
-        "America/New_York", 2026, 11, 8, 0
-    )
+    assert is_open(second_pass, sunday, "America/New_York")
+    assert next_open(utc(2026, 11, 1, 5, 45), sunday, "America/New_York") == utc(2026, 11, 1, 6)
+    assert window_end(second_pass, sunday, "America/New_York") == utc(2026, 11, 1, 6, 30)
+    assert open_windows(sunday, "America/New_York", utc(2026, 11, 1), utc(2026, 11, 2)) == [
+        Window(utc(2026, 11, 1, 4), utc(2026, 11, 1, 5, 30)),
+        Window(utc(2026, 11, 1, 6), utc(2026, 11, 1, 6, 30)),
+    ]
 
 
-def test_it_opens_at_the_first_occurrence_when_london_repeats_the_open_time():
+def test_it_judges_both_passes_of_london_repeated_open_time_by_the_clock():
     # 2026-10-25: 02:00 BST becomes 01:00 GMT.
     sunday = weekly_hours({SUN: ("01:30", "03:00")})
     assert next_open(utc(2026, 10, 24, 12), sunday, "Europe/London") == utc(2026, 10, 25, 0, 30)
-    assert window_end(utc(2026, 10, 25, 0, 30), sunday, "Europe/London") == utc(2026, 10, 25, 3)
+    assert window_end(utc(2026, 10, 25, 0, 30), sunday, "Europe/London") == utc(2026, 10, 25, 1)
+    assert next_open(utc(2026, 10, 25, 1), sunday, "Europe/London") == utc(2026, 10, 25, 1, 30)
+    assert window_end(utc(2026, 10, 25, 1, 30), sunday, "Europe/London") == utc(2026, 10, 25, 3)
 
 
 def test_it_handles_the_half_hour_fall_back_on_lord_howe():
     # 2026-04-05: 02:00 (+11) becomes 01:30 (+10:30), so 01:30-02:00 shows twice.
     sunday = weekly_hours({SUN: ("01:45", "04:00")})
-    start = next_open(utc(2026, 4, 4, 12), sunday, "Australia/Lord_Howe")
-    assert start == utc(2026, 4, 4, 14, 45)
-    assert window_end(start, sunday, "Australia/Lord_Howe") == utc(2026, 4, 4, 17, 30)
+    assert open_windows(sunday, "Australia/Lord_Howe", utc(2026, 4, 4), utc(2026, 4, 5)) == [
+        Window(utc(2026, 4, 4, 14, 45), utc(2026, 4, 4, 15)),
+        Window(utc(2026, 4, 4, 15, 15), utc(2026, 4, 4, 17, 30)),
+    ]
 
 
 def test_it_handles_the_fall_back_on_chatham():
@@ -267,7 +276,10 @@ def test_it_handles_the_fall_back_on_chatham():
     sunday = weekly_hours({SUN: ("03:00", "04:00")})
     start = next_open(utc(2026, 4, 4, 0), sunday, "Pacific/Chatham")
     assert start == utc(2026, 4, 4, 13, 15)
-    assert window_end(start, sunday, "Pacific/Chatham") == utc(2026, 4, 4, 15, 15)
+    assert window_end(start, sunday, "Pacific/Chatham") == utc(2026, 4, 4, 14)
+    # The clock shows 02:45-02:59 again, then 03:00 once more: open until 04:00 (+12:45).
+    assert next_open(utc(2026, 4, 4, 14), sunday, "Pacific/Chatham") == utc(2026, 4, 4, 14, 15)
+    assert window_end(utc(2026, 4, 4, 14, 15), sunday, "Pacific/Chatham") == utc(2026, 4, 4, 15, 15)
 
 
 # ---------------------------------------------------------------- odd offsets and the date line
@@ -425,16 +437,13 @@ MINUTES_A_DAY = 24 * 60
 class ScannedMinute(NamedTuple):
     instant: datetime
     shown: datetime  # the naive local time on the recipient's clock
-    latest: datetime  # the latest local time shown so far: a clock that never runs back
 
 
 def minute_scan(zone: ZoneInfo, first: datetime) -> list[ScannedMinute]:
     minutes: list[ScannedMinute] = []
     for step in range(SCAN_DAYS * MINUTES_A_DAY):
         instant = first + timedelta(minutes=step)
-        shown = instant.astimezone(zone).replace(tzinfo=None)
-        latest = max(minutes[-1].latest, shown) if minutes else shown
-        minutes.append(ScannedMinute(instant, shown, latest))
+        minutes.append(ScannedMinute(instant, instant.astimezone(zone).replace(tzinfo=None)))
     return minutes
 
 
@@ -464,9 +473,10 @@ def random_schedule(rng: random.Random, near: datetime | None) -> dict[int, DayH
 
 def open_by_scan(minutes: list[ScannedMinute], schedule: dict[int, DayHours]) -> list[bool]:
     flags = []
+    # The rule: the wall clock shown at that minute, both passes of a repeated hour alike.
     for minute in minutes:
-        hours = schedule.get(minute.latest.weekday())
-        flags.append(hours is not None and hours.open <= minute.latest.time() < hours.close)
+        hours = schedule.get(minute.shown.weekday())
+        flags.append(hours is not None and hours.open <= minute.shown.time() < hours.close)
     return flags
 
 
@@ -485,7 +495,6 @@ def first_at_or_after(flags: list[bool], wanted: bool) -> list[int | None]:
 def test_it_agrees_with_a_minute_by_minute_scan(zone_name, first_day):
     zone = ZoneInfo(zone_name)
     rng = random.Random(f"{zone_name}{first_day:%m}")
-    # The scan starts a day early so that its never-backwards clock has settled.
     minutes = minute_scan(zone, first_day - timedelta(days=1))
     changes = clock_changes(minutes)
     for round_ in range(6):
