@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import BinaryIO
 
 import psycopg
@@ -58,6 +58,31 @@ class _Rejected(Exception):
     """Raised inside the import transaction so that a file with any error leaves no row behind."""
 
 
+class ListDatesRefused(ValueError):
+    """A start and end a list cannot have; the message says why, for the user."""
+
+
+def _list_dates(
+    *, start_at: datetime | None, end_at: datetime | None, tz: tzinfo, allow_past: bool = False
+) -> tuple[datetime, datetime | None]:
+    """The start and end a new list is stored with: a start in the past means now unless
+    `allow_past`, and the end must come after the start (named in `tz` if it does not)."""
+    now = timezone.now()
+    start = start_at or now
+    if not allow_past:
+        start = max(start, now)
+    if end_at is not None and end_at <= start:
+        moved = "" if start == start_at else " (a start in the past means now)"
+        shown = {
+            name: f"{timezone.localtime(at, tz):%Y-%m-%d %H:%M}"
+            for name, at in (("start", start), ("end", end_at))
+        }
+        raise ListDatesRefused(
+            f"The end ({shown['end']}) must be after the start{moved} ({shown['start']})."
+        )
+    return start, end_at
+
+
 def recipient_list_import(
     *,
     campaign: Campaign,
@@ -68,9 +93,16 @@ def recipient_list_import(
     user: AbstractBaseUser | None,
     max_recipients: int | None = None,
     max_bytes: int | None = None,
+    allow_past_start: bool = False,
 ) -> ImportResult:
-    """Imports the file as a new Scheduled list of the campaign, or rejects it whole."""
+    """Imports the file as a new Scheduled list of the campaign, or rejects it whole.
+
+    Raises ListDatesRefused when the end is not after the start (see _list_dates).
+    """
     campaign.require("add_list")
+    start_at, end_at = _list_dates(
+        start_at=start_at, end_at=end_at, tz=campaign.org.tz, allow_past=allow_past_start
+    )
     org = campaign.org
     options = ReaderOptions(
         channel=campaign.channel,
@@ -87,7 +119,7 @@ def recipient_list_import(
                 org=org,
                 campaign=campaign,
                 file_name=file_name[:255],
-                start_at=max(start_at, timezone.now()) if start_at else timezone.now(),
+                start_at=start_at,
                 end_at=end_at,
                 created_by=user,
             )

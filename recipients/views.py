@@ -10,7 +10,12 @@ from orgs.access import admin_required, get_for_org, member_required
 from recipients.forms import RecipientListForm
 from recipients.models import ListStatus, RecipientList, RejectedUpload
 from recipients.selectors import list_tabs, lists_in_tab, recent_rejections
-from recipients.services import csv_template, recipient_list_import, recipient_list_stop
+from recipients.services import (
+    ListDatesRefused,
+    csv_template,
+    recipient_list_import,
+    recipient_list_stop,
+)
 
 
 @admin_required
@@ -35,6 +40,12 @@ def list_upload(request: HttpRequest, campaign_id: int) -> HttpResponse:
         except ActionNotAllowed as error:
             messages.error(request, str(error))
             return redirect("campaigns:campaign_detail", campaign_id=campaign.pk)
+        except ListDatesRefused as error:
+            # The form judged the end against the start a moment before the start became now.
+            form.add_error("end_at", str(error))
+            return render(
+                request, "recipients/list_upload.html", {"campaign": campaign, "form": form}
+            )
         if result.rejected:
             return redirect("recipients:rejected_detail", rejected_id=result.rejected.pk)
         messages.success(request, _accepted_message(result.recipient_list))

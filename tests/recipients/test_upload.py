@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -295,6 +296,80 @@ def test_the_command_imports_and_exits_zero(sms_campaign, tmp_path, capsys):
     recipient_list = RecipientList.objects.get()
     assert recipient_list.recipient_count == 2
     assert recipient_list.start_at.isoformat() == "2031-03-01T15:00:00+00:00"
+
+
+def test_the_command_keeps_a_past_start_when_asked(sms_campaign, tmp_path):
+    # To replay a past day with `dispatch --once --now`; the dates are Chicago midnights.
+    path = tmp_path / "march.csv"
+    path.write_text(GOOD_SMS, encoding="utf-8")
+    call_command(
+        "import_recipients",
+        sms_campaign.pk,
+        str(path),
+        "--start",
+        "2026-03-07",
+        "--end",
+        "2026-03-09",
+        "--allow-past",
+        stdout=io.StringIO(),
+    )
+    recipient_list = RecipientList.objects.get()
+    # Chicago moves to daylight time on 8 March: UTC-6, then UTC-5.
+    assert recipient_list.start_at.isoformat() == "2026-03-07T06:00:00+00:00"
+    assert recipient_list.end_at.isoformat() == "2026-03-09T05:00:00+00:00"
+    assert {m.eligible_at for m in Message.objects.all()} == {recipient_list.start_at}
+
+
+def test_the_command_refuses_an_end_before_a_start_moved_to_now(sms_campaign, tmp_path):
+    path = tmp_path / "march.csv"
+    path.write_text(GOOD_SMS, encoding="utf-8")
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "import_recipients",
+            sms_campaign.pk,
+            str(path),
+            "--start",
+            "2026-03-07",
+            "--end",
+            "2026-03-09",
+        )
+    message = str(refused.value)
+    assert "The end (2026-03-09 00:00) must be after the start (a start in the past means now" in (
+        message
+    )
+    assert "--allow-past" in message
+    assert not RecipientList.objects.exists() and not Message.objects.exists()
+
+
+def test_the_import_never_stores_an_end_before_the_start(sms_campaign):
+    from recipients.services import ListDatesRefused, recipient_list_import
+
+    now = timezone.now()
+    with pytest.raises(ListDatesRefused, match="a start in the past means now"):
+        recipient_list_import(
+            campaign=sms_campaign,
+            stream=io.BytesIO(GOOD_SMS.encode()),
+            file_name="late.csv",
+            start_at=now - timedelta(days=2),
+            end_at=now - timedelta(days=1),
+            user=None,
+        )
+    assert not RecipientList.objects.exists()
+
+
+def test_it_refuses_an_end_before_a_start_in_the_past_moved_to_now(sms_campaign, admin_client):
+    now = timezone.localtime(timezone.now(), sms_campaign.org.tz)
+    page = upload(
+        admin_client,
+        sms_campaign,
+        GOOD_SMS,
+        start_at=(now - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M"),
+        has_end="on",
+        end_at=(now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+    )
+    assert page.status_code == 200
+    assert "The end is already in the past." in page.content.decode()
+    assert not RecipientList.objects.exists()
 
 
 def test_the_command_writes_the_error_log_and_exits_one(sms_campaign, tmp_path, capsys):

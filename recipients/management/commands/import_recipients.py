@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from campaigns.models import ActionNotAllowed, Campaign
-from recipients.services import recipient_list_import
+from recipients.services import ListDatesRefused, recipient_list_import
 
 
 class Command(BaseCommand):
@@ -21,6 +21,12 @@ class Command(BaseCommand):
         parser.add_argument("--end", help="ISO 8601; without an offset, the org's timezone.")
         parser.add_argument(
             "--max-recipients", type=int, help="Override the organization's limit (operators)."
+        )
+        parser.add_argument(
+            "--allow-past",
+            action="store_true",
+            help="Keep a --start in the past (to replay a past day with dispatch --now); "
+            "without it a past start means now.",
         )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -46,9 +52,12 @@ class Command(BaseCommand):
                     end_at=end,
                     user=None,
                     max_recipients=options["max_recipients"],
+                    allow_past_start=options["allow_past"],
                 )
         except ActionNotAllowed as error:
             raise CommandError(str(error)) from None
+        except ListDatesRefused as error:
+            raise CommandError(f"{error} Give a later --end, or --allow-past.") from None
         if result.accepted:
             rl = result.recipient_list
             self.stdout.write(
