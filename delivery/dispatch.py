@@ -6,6 +6,7 @@ needs looking at, indexed for queued messages. Those outside their window are mo
 next window, so a tick costs the same with ten thousand or ten million messages queued.
 """
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ from campaigns.models import Campaign, Channel, Status
 from campaigns.services import activity_record, campaign_start
 from delivery import windows
 from delivery.aggregates import grouped_while_unchanged
+from delivery.clock import Clock
 from delivery.lookups import ids_condition
 from delivery.models import Message, MessageStatus
 from delivery.services import suppressed_addresses
@@ -73,8 +75,10 @@ def tick_seconds() -> float:
 
 def dispatch_tick(now: datetime | None = None, *, send: SendBatch | None = None) -> TickReport:
     """Runs one tick at `now`; batches go to `send` (default: the Celery task, after commit)."""
+    # The batches' clock shows the tick's instant, so a tick at a chosen `now` sends that day.
+    clock = Clock.at(now)
     now = now or timezone.now()
-    send = send or _enqueue
+    send = send or functools.partial(_enqueue, clock=clock)
     report = TickReport(now=now)
     _start_scheduled_campaigns(now, report)
     report.expired = expire_leases(now)
@@ -94,10 +98,10 @@ def dispatch_tick(now: datetime | None = None, *, send: SendBatch | None = None)
     return report
 
 
-def _enqueue(ids: list[int]) -> None:
+def _enqueue(ids: list[int], *, clock: Clock) -> None:
     from delivery.tasks import send_batch
 
-    transaction.on_commit(lambda: send_batch.delay(ids))
+    transaction.on_commit(lambda: send_batch.delay(ids, clock.offset_seconds))
 
 
 # ---------------------------------------------------------------- campaigns and lists

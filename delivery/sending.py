@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.db import connection, transaction
-from django.utils import timezone
 
 from campaigns.models import Campaign, Channel, MessageTemplate
 from campaigns.rendering import UNSUBSCRIBE_VARIABLE, render, render_email_text
 from delivery import links
+from delivery.clock import Clock
 from delivery.dispatch import WindowRules, lease
 from delivery.lookups import ids_condition
 from delivery.models import Message, MessageStatus, SendHour, SuppressionReason
@@ -67,9 +67,18 @@ class Claimed(NamedTuple):
 
 
 def send_batch(
-    message_ids: Sequence[int], *, providers: dict | None = None, throttle: Throttle | None = None
+    message_ids: Sequence[int],
+    *,
+    clock: Clock | None = None,
+    providers: dict | None = None,
+    throttle: Throttle | None = None,
 ) -> SendReport:
-    """Sends the claimed messages among `message_ids`, paced by each sender's throttle."""
+    """Sends the claimed messages among `message_ids`, paced by each sender's throttle.
+
+    `clock` is the releasing tick's (see delivery/clock.py): every instant recorded or decided
+    on here is read from it.
+    """
+    clock = clock or Clock()
     report = SendReport()
     throttle = throttle or get_throttle()
     messages = [
@@ -89,7 +98,7 @@ def send_batch(
         provider = (providers or {}).get(campaign.channel) or (
             get_sms_provider() if campaign.channel == Channel.SMS else get_email_provider()
         )
-        _send_campaign_group(campaign, group, provider, throttle, report)
+        _send_campaign_group(campaign, group, provider, throttle, report, clock)
     return report
 
 
@@ -121,6 +130,7 @@ def _send_campaign_group(
     provider: object,
     throttle: Throttle,
     report: SendReport,
+    clock: Clock,
 ) -> None:
     """Sends chunk after chunk, each at its throttle slot.
 
@@ -137,7 +147,7 @@ def _send_campaign_group(
     in_threads = False
 
     def record(results: list[SendResult]) -> None:
-        record_results(campaign, results, now=timezone.now(), throttle=throttle)
+        record_results(campaign, results, now=clock.now(), throttle=throttle)
         for result in results:
             report.results[result.kind.value] += 1
 
@@ -163,8 +173,10 @@ def _send_campaign_group(
                 if in_threads:
                     for _ in requests:
                         room.acquire()
+                # Slots keep real time (a provider counts real seconds, whatever day the tick
+                # reproduces); everything else here reads the tick's clock.
                 throttle.wait_for_slot(sender.pk, sender.messages_per_second, len(chunk))
-                now = timezone.now()
+                now = clock.now()
                 kept = _drop_suppressed(campaign, chunk, now)
                 handed = hand_over([m.pk for m in kept], now=now)
                 report.handed += len(handed)

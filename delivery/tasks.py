@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from celery import shared_task
 from django.conf import settings
 
+from delivery.clock import Clock
 from delivery.dispatch import dispatch_tick, tick_seconds
 from delivery.sending import send_batch as send_batch_service
 
@@ -49,5 +50,6 @@ def dispatch_tick_task() -> dict:
 
 
 @shared_task(name="delivery.send_batch", ignore_result=True)
-def send_batch(message_ids: list[int]) -> dict:
-    return send_batch_service(message_ids).as_dict()
+def send_batch(message_ids: list[int], clock_offset: float = 0.0) -> dict:
+    # The releasing tick's clock travels as its offset from the wall clock (delivery/clock.py).
+    return send_batch_service(message_ids, clock=Clock.from_seconds(clock_offset)).as_dict()

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from delivery.clock import Clock
 from delivery.dispatch import dispatch_tick
 from delivery.sending import send_batch
 from delivery.tasks import tick_lock
@@ -22,17 +23,22 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, **options: object) -> None:
-        now = timezone.now()
+        now = None
         if options["now"]:
             now = parse_datetime(options["now"].replace("Z", "+00:00"))
             if now is None or timezone.is_naive(now):
                 raise CommandError("--now needs an ISO 8601 instant with an offset, e.g. …T14:00Z.")
+        # One clock for the tick and the batches it sends here (with --queue, dispatch_tick
+        # hands the same clock to the workers).
+        clock = Clock.at(now)
         with tick_lock() as acquired:
             if not acquired:
                 raise CommandError("Another tick is running; try again in a moment.")
             sent: list[dict] = []
             send = (
-                None if options["queue"] else (lambda ids: sent.append(send_batch(ids).as_dict()))
+                None
+                if options["queue"]
+                else (lambda ids: sent.append(send_batch(ids, clock=clock).as_dict()))
             )
             report = dispatch_tick(now, send=send)
         for line in report.lines():
