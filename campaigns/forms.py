@@ -27,6 +27,7 @@ from campaigns.rendering import (
 )
 from delivery.providers import get_sms_provider
 from orgs.models import Organization
+from orgs.parsing import OUT_OF_RANGE, local_instant
 
 # ---------------------------------------------------------------- senders
 
@@ -391,7 +392,9 @@ class ScheduleRunForm(forms.Form):
         )
 
     def clean_run_at(self) -> datetime:
-        value = timezone.make_aware(self.cleaned_data["run_at"].replace(tzinfo=None), self.org.tz)
+        value = local_instant(self.cleaned_data["run_at"], self.org.tz)
+        if value is None:
+            raise forms.ValidationError(OUT_OF_RANGE)
         if value <= timezone.now():
             raise forms.ValidationError("Pick a time in the future, or use Run now.")
         return value

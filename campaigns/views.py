@@ -21,6 +21,7 @@ from campaigns.selectors import campaign_activity, campaigns_for_list
 from delivery.selectors import campaigns_progress
 from delivery.views import campaign_delivery_context
 from orgs.access import admin_required, get_for_org, member_required
+from orgs.parsing import parse_ids
 from recipients.views import recipient_lists_context
 
 PAGE_SIZE = 25
@@ -387,9 +388,8 @@ def campaign_retry(request: HttpRequest, campaign_id: int) -> HttpResponse:
     if request.method != "POST":
         return redirect("campaigns:campaign_detail", campaign_id=campaign.pk)
     raw_ids = request.POST.getlist("message")
-    try:
-        ids = [int(i) for i in raw_ids] if raw_ids else None
-    except ValueError:
+    ids = parse_ids(raw_ids) if raw_ids else None
+    if raw_ids and ids is None:
         messages.error(request, "Pick the messages to retry.")
         return redirect("campaigns:campaign_detail", campaign_id=campaign.pk)
     try:

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core import signing
 from django.urls import reverse
 
+from orgs.parsing import parse_id
+
 _UNSUBSCRIBE_SALT = "outreach.unsubscribe"
 
 
@@ -42,7 +44,8 @@ def unsubscribe_message_id(token: str) -> int | None:
         value = _unsubscribe_signer().unsign(token)
     except signing.BadSignature:
         return None
-    return int(value) if value.isdigit() else _earlier_token_message_id(token)
+    message_id = parse_id(value)
+    return message_id if message_id is not None else _earlier_token_message_id(token)
 
 
 def _earlier_token_message_id(token: str) -> int | None:
@@ -52,7 +55,7 @@ def _earlier_token_message_id(token: str) -> int | None:
         value = signing.loads(token, salt=_UNSUBSCRIBE_SALT)
     except signing.BadSignature:
         return None
-    return value if isinstance(value, int) else None
+    return parse_id(value)
 
 
 def _unsubscribe_signer() -> signing.Signer:

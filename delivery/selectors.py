@@ -21,6 +21,7 @@ from delivery.models import (
     Suppression,
 )
 from orgs.models import Organization
+from orgs.parsing import parse_id
 from recipients.models import Contact, ListStatus, RecipientList
 
 
@@ -194,8 +195,9 @@ def campaign_messages(
     messages = Message.objects.filter(campaign_id__gte=campaign.pk, campaign_id__lte=campaign.pk)
     if status in MessageStatus.values:
         messages = messages.filter(status=status)
-    if list_id.isdigit():
-        messages = messages.filter(recipient_list_id=int(list_id))
+    list_pk = parse_id(list_id)
+    if list_pk is not None:
+        messages = messages.filter(recipient_list_id=list_pk)
     if error_code:
         messages = messages.filter(error_code=error_code)
     if query:
@@ -212,10 +214,12 @@ def keyset_page(
     """A page in id order after (or before) an id: as fast on page 20,000 as on page 1.
 
     `messages` is one campaign's (see campaign_messages): ordered by (campaign, id), the order
-    of the campaign's own indexes.
+    of the campaign's own indexes. `after` and `before` come from the query string; anything
+    but an id there means the first page.
     """
-    if before.isdigit():
-        rows = list(messages.filter(id__lt=int(before)).order_by("-campaign_id", "-id")[: size + 1])
+    end = parse_id(before)
+    if end is not None:
+        rows = list(messages.filter(id__lt=end).order_by("-campaign_id", "-id")[: size + 1])
         has_more = len(rows) > size
         rows = rows[:size][::-1]
         return MessagePage(
@@ -223,7 +227,7 @@ def keyset_page(
             next_after=rows[-1].id if rows else None,
             prev_before=rows[0].id if rows and has_more else None,
         )
-    start = int(after) if after.isdigit() else 0
+    start = parse_id(after) or 0
     rows = list(messages.filter(id__gt=start).order_by("campaign_id", "id")[: size + 1])
     has_more = len(rows) > size
     rows = rows[:size]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from sendgrid.helpers.eventwebhook import EventWebhook
@@ -28,6 +28,7 @@ from delivery.services import (
     suppression_add,
 )
 from orgs.access import public
+from orgs.parsing import NUL_REFUSED, has_nul, parse_id, parse_timestamp, request_has_nul
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,9 @@ def twilio_status(request: HttpRequest, message_id: int) -> HttpResponse:
         return HttpResponseForbidden("Signature verification failed.")
     if request.POST.get("AccountSid") != settings.TWILIO_ACCOUNT_SID:
         return HttpResponseForbidden("Unknown account.")
+    # Signed, but PostgreSQL refuses NUL in text (browsers' requests are refused in middleware).
+    if request_has_nul(request):
+        return HttpResponseBadRequest(NUL_REFUSED)
     status = TWILIO_STATUSES.get(request.POST.get("MessageStatus", ""))
     if status is not None:
         error_code = request.POST.get("ErrorCode", "")
@@ -104,6 +108,8 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
         return HttpResponseForbidden("Signature verification failed.")
     if request.POST.get("AccountSid") != settings.TWILIO_ACCOUNT_SID:
         return HttpResponseForbidden("Unknown account.")
+    if request_has_nul(request):
+        return HttpResponseBadRequest(NUL_REFUSED)
     inbound_sms_record(
         from_number=request.POST.get("From", ""),
         to=request.POST.get("To", ""),
@@ -127,9 +133,10 @@ def _sendgrid_verified(request: HttpRequest) -> bool:
     key = sendgrid_public_key()
     signature = request.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
     timestamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
-    if not (key and signature and timestamp.isdigit()):
+    signed_at = parse_timestamp(timestamp)
+    if not (key and signature and signed_at):
         return False
-    if abs(time.time() - int(timestamp)) > SENDGRID_MAX_AGE_SECONDS:
+    if abs(time.time() - signed_at.timestamp()) > SENDGRID_MAX_AGE_SECONDS:
         return False
     try:
         payload = request.body.decode("utf-8")
@@ -151,15 +158,15 @@ def sendgrid_events(request: HttpRequest) -> HttpResponse:
     if not isinstance(events, list):
         return HttpResponse("Expected a JSON array of events.", status=400)
     for event in events:
-        if isinstance(event, dict):
+        # One unreadable event is skipped, not the batch: SendGrid would post it all again.
+        if isinstance(event, dict) and isinstance(event.get("event"), str) and not has_nul(event):
             _apply_sendgrid_event(event)
     return HttpResponse(status=204)
 
 
 def _apply_sendgrid_event(event: dict) -> None:
-    try:
-        message_id = int(event.get("message_id", ""))
-    except (TypeError, ValueError):
+    message_id = parse_id(event.get("message_id"))
+    if message_id is None:
         return  # not one of ours (SendGrid also reports mail sent outside Outreach)
     event_id, kind = str(event.get("sg_event_id", "")), event.get("event", "")
     if not event_id or not event_first_time(event_id):
@@ -167,7 +174,8 @@ def _apply_sendgrid_event(event: dict) -> None:
     address = str(event.get("email", ""))
     # sg_message_id is the send's X-Message-Id followed by ".filter…" parts.
     provider_id = str(event.get("sg_message_id", "")).split(".filter")[0]
-    at = datetime.fromtimestamp(int(event.get("timestamp") or time.time()), tz=UTC)
+    # An event without a usable time of its own happened, as far as we know, when it arrived.
+    at = parse_timestamp(event.get("timestamp")) or datetime.now(tz=UTC)
     if kind in ("open", "click"):
         message_engagement_record(
             message_id=message_id, kind=kind, at=at, provider_id=provider_id, address=address
@@ -188,7 +196,7 @@ def _apply_sendgrid_event(event: dict) -> None:
             return
     if kind == "bounce" and event.get("type", "bounce") == "bounce":
         _suppress_message(message_id, SuppressionReason.BOUNCE, str(event.get("reason", "")))
-    elif kind == "dropped" and event.get("reason") in SENDGRID_SUPPRESSING_DROPS:
+    elif kind == "dropped" and str(event.get("reason")) in SENDGRID_SUPPRESSING_DROPS:
         reason = SENDGRID_SUPPRESSING_DROPS[event["reason"]]
         _suppress_message(message_id, reason, str(event["reason"]))
     elif kind == "spamreport":

@@ -1,5 +1,5 @@
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -8,6 +8,7 @@ from orgs.access import admin_required, member_required
 from orgs.forms import OrganizationSettingsForm
 from orgs.middleware import SESSION_ORG_KEY
 from orgs.models import Membership
+from orgs.parsing import parse_id
 
 
 @member_required
@@ -19,7 +20,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_POST
 def switch_org(request: HttpRequest) -> HttpResponse:
     # Only organizations the user belongs to can be chosen; anything else is a 404.
-    membership = get_object_or_404(Membership, user=request.user, org_id=request.POST.get("org"))
+    org_id = parse_id(request.POST.get("org"))
+    if org_id is None:
+        raise Http404("No such organization.")
+    membership = get_object_or_404(Membership, user=request.user, org_id=org_id)
     request.session[SESSION_ORG_KEY] = membership.org_id
     messages.success(request, f"You are now working in {membership.org.name}.")
     return redirect("dashboard")

@@ -4,6 +4,7 @@ from django import forms
 from django.utils import timezone
 
 from orgs.models import Organization
+from orgs.parsing import OUT_OF_RANGE, local_instant
 
 
 class LocalDateTimeInput(forms.DateTimeInput):
@@ -34,19 +35,24 @@ class RecipientListForm(forms.Form):
         self.fields["start_at"].help_text = tz_help + " Now, or any later date."
         self.fields["end_at"].help_text = tz_help + " Unsent messages are not sent after it."
 
-    def _aware(self, value: datetime | None) -> datetime | None:
+    def _aware(self, field: str, value: datetime | None) -> datetime | None:
         # The browser sends a wall-clock time; it means the organization's local time.
         if value is None:
             return None
-        return timezone.make_aware(value.replace(tzinfo=None), self.org.tz)
+        instant = local_instant(value, self.org.tz)
+        if instant is None:
+            self.add_error(field, OUT_OF_RANGE)
+        return instant
 
     def clean(self) -> dict:
         data = super().clean()
-        data["start_at"] = self._aware(data.get("start_at"))
+        data["start_at"] = self._aware("start_at", data.get("start_at"))
         if not data.get("has_end"):
             data["end_at"] = None
             return data
-        data["end_at"] = self._aware(data.get("end_at"))
+        data["end_at"] = self._aware("end_at", data.get("end_at"))
+        if self.has_error("end_at"):
+            return data
         if data["end_at"] is None:
             self.add_error("end_at", "Give the end date and time, or untick the box.")
         elif data.get("start_at") and data["end_at"] <= data["start_at"]:
