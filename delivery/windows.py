@@ -27,6 +27,8 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
+from delivery import area_codes
+
 # Ranges in user-facing text, such as Monday to Friday or 08:00 to 21:00, take an en dash.
 _DASH = "\N{EN DASH}"
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -65,11 +67,10 @@ class Window(NamedTuple):
 # Federal quiet hours for texts (TCPA); Florida and Oklahoma close an hour earlier.
 QUIET_HOURS_DEFAULT = DayHours(time(8), time(21))
 QUIET_HOURS_FLORIDA_OKLAHOMA = DayHours(time(8), time(20))
-FLORIDA_AREA_CODES = frozenset(
-    {"239", "305", "321", "352", "386", "407", "448", "561", "656", "689"}
-    | {"727", "754", "772", "786", "813", "850", "863", "904", "941", "954"}
-)
-OKLAHOMA_AREA_CODES = frozenset({"405", "539", "572", "580", "918"})
+# From phonenumbers' geocoder data (delivery/area_codes.py), so new overlays are never missed.
+FLORIDA_AREA_CODES = area_codes.area_codes_of("FL")
+OKLAHOMA_AREA_CODES = area_codes.area_codes_of("OK")
+_EARLY_CLOSE_AREA_CODES = FLORIDA_AREA_CODES | OKLAHOMA_AREA_CODES
 # Puerto Rico and the other territories dial +1 and fall under the same federal rules as the states.
 US_REGIONS = frozenset({"US", "PR", "VI", "GU", "AS", "MP"})
 
@@ -300,8 +301,7 @@ def quiet_hours_for(phone_e164: str) -> DayHours | None:
     # The region tells US numbers apart from Canadian and Caribbean ones that also dial +1.
     if number.country_code != 1 or phonenumbers.region_code_for_number(number) not in US_REGIONS:
         return None
-    area_code = str(number.national_number)[:3]
-    if area_code in FLORIDA_AREA_CODES | OKLAHOMA_AREA_CODES:
+    if str(number.national_number)[:3] in _EARLY_CLOSE_AREA_CODES:
         return QUIET_HOURS_FLORIDA_OKLAHOMA
     return QUIET_HOURS_DEFAULT
 

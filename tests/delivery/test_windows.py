@@ -351,9 +351,15 @@ def test_it_finds_nothing_once_the_end_has_passed():
         ("+12125550123", QUIET_HOURS_DEFAULT),  # New York
         ("+13055550123", QUIET_HOURS_FLORIDA_OKLAHOMA),  # Miami
         ("+19185550123", QUIET_HOURS_FLORIDA_OKLAHOMA),  # Tulsa
-        ("+14485550123", QUIET_HOURS_FLORIDA_OKLAHOMA),  # Florida's newest overlay
+        ("+14485550123", QUIET_HOURS_FLORIDA_OKLAHOMA),  # Florida overlays: 448, 324, 645, 728
+        ("+13245550123", QUIET_HOURS_FLORIDA_OKLAHOMA),
+        ("+16455550123", QUIET_HOURS_FLORIDA_OKLAHOMA),
+        ("+17285550123", QUIET_HOURS_FLORIDA_OKLAHOMA),
         ("+15725550123", QUIET_HOURS_FLORIDA_OKLAHOMA),  # Oklahoma's newest overlay
+        ("+19125550123", QUIET_HOURS_DEFAULT),  # Savannah, just over Florida's border
+        ("+18005550123", QUIET_HOURS_DEFAULT),  # toll-free: no state, the federal hours
         ("+17875550123", QUIET_HOURS_DEFAULT),  # Puerto Rico, a US territory
+        ("+16715550123", QUIET_HOURS_DEFAULT),  # Guam
         ("+14165550123", None),  # Toronto
         ("+18765550123", None),  # Jamaica
         ("+442071838750", None),  # London
@@ -381,6 +387,7 @@ def test_it_closes_a_day_the_quiet_hours_leave_empty():
 def test_it_narrows_the_schedule_for_a_recipient_by_number():
     long_days = weekly_hours({MON: ("07:00", "22:00")})
     assert hours_for_recipient(long_days, "+13055550123") == {MON: DayHours(time(8), time(20))}
+    assert hours_for_recipient(long_days, "+17285550123") == {MON: DayHours(time(8), time(20))}
     assert hours_for_recipient(long_days, "+14165550123") == long_days
 
 
