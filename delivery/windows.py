@@ -64,6 +64,23 @@ class Window(NamedTuple):
     end: datetime
 
 
+@dataclass(frozen=True)
+class HoursByWeekday:
+    """Fixed hours for each weekday, Monday first (None is Closed); hashable, unlike a dict."""
+
+    days: tuple[DayHours | None, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.days) != 7:
+            raise ValueError(f"Hours by weekday need 7 days, Monday first, not {len(self.days)}.")
+
+    def get(self, weekday: int) -> DayHours | None:
+        return self.days[weekday]
+
+
+# Legal hours for texting a number: the same every day, or by weekday.
+QuietHours = DayHours | HoursByWeekday
+
 # Federal quiet hours for texts (TCPA); Florida and Oklahoma close an hour earlier.
 QUIET_HOURS_DEFAULT = DayHours(time(8), time(21))
 QUIET_HOURS_FLORIDA_OKLAHOMA = DayHours(time(8), time(20))
@@ -73,6 +90,11 @@ OKLAHOMA_AREA_CODES = area_codes.area_codes_of("OK")
 _EARLY_CLOSE_AREA_CODES = FLORIDA_AREA_CODES | OKLAHOMA_AREA_CODES
 # Puerto Rico and the other territories dial +1 and fall under the same federal rules as the states.
 US_REGIONS = frozenset({"US", "PR", "VI", "GU", "AS", "MP"})
+# The CRTC's telemarketing hours (Unsolicited Telecommunications Rules), applied to every text to
+# a Canadian number: reminders are not telemarketing, but the stricter reading is the safe one.
+_CANADA_WEEKDAYS = DayHours(time(9), time(21, 30))
+_CANADA_WEEKENDS = DayHours(time(10), time(18))
+QUIET_HOURS_CANADA = HoursByWeekday((_CANADA_WEEKDAYS,) * 5 + (_CANADA_WEEKENDS,) * 2)
 
 # Each weekday comes round twice in 15 days, enough even when a DST jump swallows one window.
 _DAYS_SEARCHED = 15
@@ -292,14 +314,19 @@ def open_windows(
 # ---------------------------------------------------------------- legal quiet hours
 
 
-def quiet_hours_for(phone_e164: str) -> DayHours | None:
-    """The local hours US law allows texting this number, or None when it is not a US number."""
+def quiet_hours_for(phone_e164: str) -> QuietHours | None:
+    """The local hours the law allows texting this US or Canadian number, else None."""
     try:
         number = phonenumbers.parse(phone_e164, None)
     except phonenumbers.NumberParseException:
         return None
-    # The region tells US numbers apart from Canadian and Caribbean ones that also dial +1.
-    if number.country_code != 1 or phonenumbers.region_code_for_number(number) not in US_REGIONS:
+    if number.country_code != 1:
+        return None
+    # The region tells US and Canadian numbers apart from the Caribbean ones that also dial +1.
+    region = phonenumbers.region_code_for_number(number)
+    if region == "CA":
+        return QUIET_HOURS_CANADA
+    if region not in US_REGIONS:
         return None
     if str(number.national_number)[:3] in _EARLY_CLOSE_AREA_CODES:
         return QUIET_HOURS_FLORIDA_OKLAHOMA
@@ -312,10 +339,15 @@ def overlap(first: DayHours, second: DayHours) -> DayHours | None:
     return DayHours(opens, closes) if opens < closes else None
 
 
-def intersect(hours: WeeklyHours, daily: DayHours) -> dict[int, DayHours]:
-    """The schedule cut to `daily` on every day; a day left with no hours becomes Closed."""
-    narrowed = {day: overlap(day_hours, daily) for day, day_hours in sorted(hours.items())}
-    return {day: day_hours for day, day_hours in narrowed.items() if day_hours is not None}
+def intersect(hours: WeeklyHours, allowed: QuietHours) -> dict[int, DayHours]:
+    """The schedule cut to each day's `allowed` hours; a day left with no hours becomes Closed."""
+    narrowed = {}
+    for day, day_hours in sorted(hours.items()):
+        limit = allowed if isinstance(allowed, DayHours) else allowed.get(day)
+        kept = None if limit is None else overlap(day_hours, limit)
+        if kept is not None:
+            narrowed[day] = kept
+    return narrowed
 
 
 def hours_for_recipient(hours: WeeklyHours, phone_e164: str) -> WeeklyHours:
@@ -325,25 +357,34 @@ def hours_for_recipient(hours: WeeklyHours, phone_e164: str) -> WeeklyHours:
 
 
 def narrowing_description(hours: WeeklyHours, daily: DayHours = QUIET_HOURS_DEFAULT) -> str | None:
-    """One sentence on how US quiet hours narrow the schedule, or None when they leave it whole."""
+    """One sentence on how US and Canadian quiet hours narrow the schedule, else None."""
+    us = _us_narrowing(hours, daily)
+    canada = _narrowed_days(hours, QUIET_HOURS_CANADA)
+    if not canada:
+        return f"Legal quiet hours {us}." if us else None
+    if not us:
+        return f"Legal quiet hours {_narrowing_phrase(canada)} for Canadian recipients."
+    return f"Legal quiet hours {us}; for Canadian recipients they {_narrowing_phrase(canada)}."
+
+
+def _us_narrowing(hours: WeeklyHours, daily: DayHours) -> str | None:
+    """How federal and state quiet hours narrow the schedule, as the end of a sentence, or None."""
     national = _narrowed_days(hours, daily)
     # State rules only ever add to the federal ones.
     state = _narrowed_days(hours, overlap(daily, QUIET_HOURS_FLORIDA_OKLAHOMA))
     if not state:
         return None
     if not national:
-        return (
-            f"Legal quiet hours {_narrowing_phrase(state)} for recipients in Florida and Oklahoma."
-        )
-    sentence = f"Legal quiet hours {_narrowing_phrase(national)} for US recipients"
+        return f"{_narrowing_phrase(state)} for recipients in Florida and Oklahoma"
+    phrase = f"{_narrowing_phrase(national)} for US recipients"
     if state != national:
-        sentence += f" ({_state_detail(national, state)} in Florida and Oklahoma)"
-    return sentence + "."
+        phrase += f" ({_state_detail(national, state)} in Florida and Oklahoma)"
+    return phrase
 
 
-def _narrowed_days(hours: WeeklyHours, daily: DayHours | None) -> dict[int, DayHours | None]:
-    """Each open weekday that `daily` changes, with its new hours or None when it closes."""
-    narrowed = intersect(hours, daily) if daily else {}
+def _narrowed_days(hours: WeeklyHours, allowed: QuietHours | None) -> dict[int, DayHours | None]:
+    """Each open weekday that `allowed` changes, with its new hours or None when it closes."""
+    narrowed = intersect(hours, allowed) if allowed else {}
     return {day: narrowed.get(day) for day in sorted(hours) if narrowed.get(day) != hours[day]}
 
 
@@ -405,7 +446,7 @@ class QueuedGroup(NamedTuple):
 
     timezone: str
     count: int
-    quiet_hours: DayHours | None = None
+    quiet_hours: QuietHours | None = None
 
 
 @dataclass(frozen=True)
@@ -421,7 +462,7 @@ class Forecast:
 
 
 def forecast(
-    queued: Iterable[QueuedGroup | tuple[str, int] | tuple[str, int, DayHours | None]],
+    queued: Iterable[QueuedGroup | tuple[str, int] | tuple[str, int, QuietHours | None]],
     hours: WeeklyHours,
     *,
     rate_per_second: float,
@@ -451,9 +492,9 @@ def forecast(
 
 
 def _merge_groups(
-    queued: Iterable[QueuedGroup | tuple[str, int] | tuple[str, int, DayHours | None]],
-) -> dict[tuple[str, DayHours | None], int]:
-    groups: dict[tuple[str, DayHours | None], int] = {}
+    queued: Iterable[QueuedGroup | tuple[str, int] | tuple[str, int, QuietHours | None]],
+) -> dict[tuple[str, QuietHours | None], int]:
+    groups: dict[tuple[str, QuietHours | None], int] = {}
     for item in queued:
         group = QueuedGroup(*item)
         if group.count > 0:
@@ -463,7 +504,7 @@ def _merge_groups(
 
 
 def _window_events(
-    groups: Mapping[tuple[str, DayHours | None], int],
+    groups: Mapping[tuple[str, QuietHours | None], int],
     hours: WeeklyHours,
     begin: datetime,
     stop: datetime,

@@ -52,7 +52,8 @@ class Organization(models.Model):
         "legal quiet hours",
         default=True,
         help_text="Never text US numbers before 8:00 or after 21:00 in the recipient's local time "
-        "(8:00 to 20:00 for Florida and Oklahoma numbers), whatever the campaign's schedule says.",
+        "(8:00 to 20:00 for Florida and Oklahoma numbers), nor Canadian numbers outside 9:00 to "
+        "21:30 on weekdays and 10:00 to 18:00 at weekends, whatever the campaign's schedule says.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -172,6 +172,24 @@ def test_it_applies_legal_quiet_hours_to_us_numbers(campaign):
     assert early.pk not in tick(utc(2026, 3, 3, 12, 30))[0].ids
 
 
+def test_it_applies_the_crtc_hours_to_canada_and_florida_hours_to_its_new_area_codes(campaign):
+    campaign.schedule = ALL_WEEK
+    campaign.save()
+    campaign.sender.rate_limit = 100
+    campaign.sender.save()
+    recipient_list = make_list(campaign, start=utc(2026, 3, 1))
+    [toronto] = queue(recipient_list, "America/Toronto", address="+14165550100")
+    [palm_beach] = queue(recipient_list, "America/New_York", address="+17285550100")
+    # Friday 20:30 EST: inside Canada's weekday 21:30, past Florida's 20:00.
+    released = tick(utc(2026, 3, 7, 1, 30))[0].ids
+    assert toronto.pk in released and palm_beach.pk not in released
+    # Saturday 09:30 EST: Florida has opened at 8:00; Canada's weekend opens at 10:00.
+    [ottawa] = queue(recipient_list, "America/Toronto", address="+16135550100")
+    released = tick(utc(2026, 3, 7, 14, 30))[0].ids
+    assert palm_beach.pk in released and ottawa.pk not in released
+    assert ottawa.pk in tick(utc(2026, 3, 7, 15))[0].ids
+
+
 def test_quiet_hours_can_be_turned_off_per_organization(campaign):
     campaign.schedule = ALL_WEEK
     campaign.save()

@@ -8,9 +8,11 @@ from zoneinfo import ZoneInfo, available_timezones
 import pytest
 
 from delivery.windows import (
+    QUIET_HOURS_CANADA,
     QUIET_HOURS_DEFAULT,
     QUIET_HOURS_FLORIDA_OKLAHOMA,
     DayHours,
+    HoursByWeekday,
     QueuedGroup,
     Window,
     forecast,
@@ -344,6 +346,8 @@ def test_it_finds_nothing_once_the_end_has_passed():
 
 # ---------------------------------------------------------------- legal quiet hours
 
+EVERY_DAY_7_TO_23 = weekly_hours({day: ("07:00", "23:00") for day in range(MON, SUN + 1)})
+
 
 @pytest.mark.parametrize(
     ("phone", "quiet"),
@@ -360,7 +364,8 @@ def test_it_finds_nothing_once_the_end_has_passed():
         ("+18005550123", QUIET_HOURS_DEFAULT),  # toll-free: no state, the federal hours
         ("+17875550123", QUIET_HOURS_DEFAULT),  # Puerto Rico, a US territory
         ("+16715550123", QUIET_HOURS_DEFAULT),  # Guam
-        ("+14165550123", None),  # Toronto
+        ("+14165550123", QUIET_HOURS_CANADA),  # Toronto
+        ("+16045550123", QUIET_HOURS_CANADA),  # Vancouver
         ("+18765550123", None),  # Jamaica
         ("+442071838750", None),  # London
         ("not a number", None),
@@ -388,14 +393,48 @@ def test_it_narrows_the_schedule_for_a_recipient_by_number():
     long_days = weekly_hours({MON: ("07:00", "22:00")})
     assert hours_for_recipient(long_days, "+13055550123") == {MON: DayHours(time(8), time(20))}
     assert hours_for_recipient(long_days, "+17285550123") == {MON: DayHours(time(8), time(20))}
-    assert hours_for_recipient(long_days, "+14165550123") == long_days
+    assert hours_for_recipient(long_days, "+18765550123") == long_days
+
+
+def test_it_gives_canadian_numbers_the_crtc_hours_on_weekdays_and_weekends():
+    weekdays, weekend = DayHours(time(9), time(21, 30)), DayHours(time(10), time(18))
+    assert hours_for_recipient(EVERY_DAY_7_TO_23, "+14165550123") == {
+        **dict.fromkeys(range(MON, SAT), weekdays),
+        SAT: weekend,
+        SUN: weekend,
+    }
+
+
+def test_it_closes_a_day_the_weekday_hours_leave_empty():
+    evenings = weekly_hours({FRI: ("19:00", "22:00"), SAT: ("19:00", "22:00")})
+    assert intersect(evenings, QUIET_HOURS_CANADA) == {FRI: DayHours(time(19), time(21, 30))}
+
+
+def test_it_closes_a_day_that_hours_by_weekday_leave_closed():
+    closed_sunday = HoursByWeekday((QUIET_HOURS_DEFAULT,) * 6 + (None,))
+    assert intersect(EVERY_DAY_7_TO_23, closed_sunday) == dict.fromkeys(
+        range(MON, SUN), QUIET_HOURS_DEFAULT
+    )
+
+
+def test_it_refuses_hours_by_weekday_without_all_seven_days():
+    with pytest.raises(ValueError, match="7 days"):
+        HoursByWeekday((QUIET_HOURS_DEFAULT,) * 5)
+
+
+def test_it_forecasts_canadian_recipients_within_the_crtc_hours():
+    # Saturday 2026-06-13 09:00 in Toronto (EDT, UTC-4): the weekend opens at 10:00 local.
+    toronto = QueuedGroup("America/Toronto", 3600, quiet_hours_for("+14165550123"))
+    plan = forecast([toronto], EVERY_DAY_7_TO_23, rate_per_second=1, now=utc(2026, 6, 13, 13))
+    assert plan.sends_per_hour == [(utc(2026, 6, 13, 14), 3600)]
 
 
 def test_it_describes_how_quiet_hours_narrow_the_weekdays():
     long_weekdays = weekly_hours({day: ("07:00", "22:00") for day in range(MON, SAT)})
     assert narrowing_description(long_weekdays) == (
         "Legal quiet hours narrow Monday\N{EN DASH}Friday to 08:00\N{EN DASH}21:00 for US "
-        "recipients (08:00\N{EN DASH}20:00 in Florida and Oklahoma)."
+        "recipients (08:00\N{EN DASH}20:00 in Florida and Oklahoma); for Canadian recipients "
+        "they narrow Monday\N{EN DASH}Friday to 09:00\N{EN DASH}21:30."
     )
 
 
@@ -411,11 +450,19 @@ def test_it_describes_a_narrowing_only_florida_and_oklahoma_feel():
     )
 
 
+def test_it_describes_a_narrowing_only_canada_feels():
+    saturday_morning = weekly_hours({MON: ("09:00", "17:00"), SAT: ("09:00", "12:00")})
+    assert narrowing_description(saturday_morning) == (
+        "Legal quiet hours narrow Saturday to 10:00\N{EN DASH}12:00 for Canadian recipients."
+    )
+
+
 def test_it_describes_a_day_the_quiet_hours_close():
     schedule = weekly_hours({MON: ("09:00", "20:30"), SUN: ("21:30", "23:00")})
     assert narrowing_description(schedule) == (
         "Legal quiet hours close Sunday for US recipients (and narrow Monday to "
-        "09:00\N{EN DASH}20:00 in Florida and Oklahoma)."
+        "09:00\N{EN DASH}20:00 in Florida and Oklahoma); for Canadian recipients they close "
+        "Sunday."
     )
 
 
