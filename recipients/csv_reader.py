@@ -20,12 +20,14 @@ import codecs
 import csv
 import difflib
 import functools
+import importlib.resources
 import io
 import re
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import BinaryIO, Generic, Literal, NamedTuple, TextIO, TypeVar
 
 import phonenumbers
@@ -34,6 +36,7 @@ from django.core.validators import EmailValidator, validate_email
 from django.db import models
 from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberFormat
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+from tzlocal.windows_tz import win_tz
 
 MAX_FIELD_CHARS = 10_000
 _MEGABYTE = 1024 * 1024
@@ -886,50 +889,127 @@ def _is_valid_email(value: str) -> bool:
 
 # --- Timezones -----------------------------------------------------------------------------------
 
-# Abbreviations and fixed-offset zones ignore daylight saving the way people expect ("EST" stays
-# UTC-5 all summer), so they are refused even where tzdata knows them, with a city to use instead.
-_ABBREVIATIONS = {
-    "EST": "America/New_York",
-    "EDT": "America/New_York",
-    "ET": "America/New_York",
-    "EST5EDT": "America/New_York",
-    "CST": "America/Chicago",
-    "CDT": "America/Chicago",
-    "CT": "America/Chicago",
-    "CST6CDT": "America/Chicago",
-    "MST": "America/Denver",
-    "MDT": "America/Denver",
-    "MT": "America/Denver",
-    "MST7MDT": "America/Denver",
-    "PST": "America/Los_Angeles",
-    "PDT": "America/Los_Angeles",
-    "PT": "America/Los_Angeles",
-    "PST8PDT": "America/Los_Angeles",
-    "AKST": "America/Anchorage",
-    "HST": "Pacific/Honolulu",
-    "BST": "Europe/London",
-    "WET": "Europe/Lisbon",
-    "CET": "Europe/Paris",
-    "CEST": "Europe/Paris",
-    "MET": "Europe/Paris",
-    "EET": "Europe/Athens",
-    "IST": "Asia/Kolkata",
-    "JST": "Asia/Tokyo",
-    "AEST": "Australia/Sydney",
-    "AEDT": "Australia/Sydney",
+# A suggestion is only ever suggested, never applied: the row stays an error until the file says
+# what it means. Where an offset was typed no zone with another one is suggested; an abbreviation
+# gets a city zone and a note on when its clocks change.
+
+# Abbreviations ignore daylight saving the way people expect ("EST" stays UTC-5 all summer), so
+# they are refused even where tzdata knows them, with a city zone to use instead and a note.
+_EASTERN = ("America/New_York", "it observes daylight time (EST in winter, EDT in summer)")
+_CENTRAL = (
+    "America/Chicago",
+    "it observes daylight time (CST in winter, CDT in summer); for Saskatchewan, which stays on "
+    'CST, use "America/Regina"',
+)
+_MOUNTAIN = (
+    "America/Denver",
+    "it observes daylight time (MST in winter, MDT in summer); for Arizona, which stays on MST, "
+    'use "America/Phoenix"',
+)
+_PACIFIC = ("America/Los_Angeles", "it observes daylight time (PST in winter, PDT in summer)")
+_ALASKA = ("America/Anchorage", "it observes daylight time (AKST in winter, AKDT in summer)")
+_HAWAII = (
+    "Pacific/Honolulu",
+    "it stays on HST all year; for the Aleutian Islands, which change to HDT in summer, use "
+    '"America/Adak"',
+)
+_ALEUTIAN = (
+    "America/Adak",
+    "it observes daylight time (HST in winter, HDT in summer); for Hawaii, which stays on HST, "
+    'use "Pacific/Honolulu"',
+)
+_PUERTO_RICO = (
+    "America/Puerto_Rico",
+    "it stays on AST all year; for Atlantic Canada, which changes to ADT in summer, use "
+    '"America/Halifax", and for Arabia Standard Time "Asia/Riyadh"',
+)
+_ATLANTIC = (
+    "America/Halifax",
+    "it observes daylight time (AST in winter, ADT in summer); for Puerto Rico, which stays on "
+    'AST, use "America/Puerto_Rico"',
+)
+_NEWFOUNDLAND = ("America/St_Johns", "it observes daylight time (NST in winter, NDT in summer)")
+_GUAM = ("Pacific/Guam", "it stays on ChST all year")
+_AMERICAN_SAMOA = ("Pacific/Pago_Pago", "American Samoa stays on SST all year")
+_UK = (
+    "Europe/London",
+    'it observes summer time (GMT in winter, BST in summer); for UTC all year use "UTC"',
+)
+_WESTERN_EUROPE = ("Europe/Lisbon", "it observes summer time (WET in winter, WEST in summer)")
+_CENTRAL_EUROPE = ("Europe/Paris", "it observes summer time (CET in winter, CEST in summer)")
+_EASTERN_EUROPE = ("Europe/Athens", "it observes summer time (EET in winter, EEST in summer)")
+_INDIA = (
+    "Asia/Kolkata",
+    'India stays on IST all year; for Ireland use "Europe/Dublin", for Israel "Asia/Jerusalem"',
+)
+_JAPAN = ("Asia/Tokyo", "it stays on JST all year")
+_EASTERN_AUSTRALIA = (
+    "Australia/Sydney",
+    "it observes daylight time (AEST in winter, AEDT in summer); for Queensland, which stays on "
+    'AEST, use "Australia/Brisbane"',
+)
+_ABBREVIATIONS: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(("EST", "EDT", "ET", "EST5EDT"), _EASTERN),
+    **dict.fromkeys(("CST", "CDT", "CT", "CST6CDT"), _CENTRAL),
+    **dict.fromkeys(("MST", "MDT", "MT", "MST7MDT"), _MOUNTAIN),
+    **dict.fromkeys(("PST", "PDT", "PT", "PST8PDT"), _PACIFIC),
+    **dict.fromkeys(("AKST", "AKDT", "AKT"), _ALASKA),
+    **dict.fromkeys(("HST", "HAST"), _HAWAII),
+    "HDT": _ALEUTIAN,
+    "AST": _PUERTO_RICO,
+    "ADT": _ATLANTIC,
+    **dict.fromkeys(("NST", "NDT"), _NEWFOUNDLAND),
+    "CHST": _GUAM,
+    "SST": _AMERICAN_SAMOA,
+    **dict.fromkeys(("GMT", "BST"), _UK),
+    **dict.fromkeys(("WET", "WEST"), _WESTERN_EUROPE),
+    **dict.fromkeys(("CET", "CEST", "MET"), _CENTRAL_EUROPE),
+    **dict.fromkeys(("EET", "EEST"), _EASTERN_EUROPE),
+    "IST": _INDIA,
+    "JST": _JAPAN,
+    **dict.fromkeys(("AEST", "AEDT"), _EASTERN_AUSTRALIA),
 }
 _NOT_PLACES = frozenset({"Factory", "localtime"})
+# UTC has no daylight saving to miss, so its names are accepted; tzdata's other fixed offsets
+# (Etc/GMT+5 and the like) are refused like abbreviations.
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal"})
+_UTC_NAMES |= {"Zulu", "Etc/Zulu"}
+_FIXED_OFFSET_NAMES = frozenset({"GMT+0", "GMT-0", "GMT0", "Greenwich"})
+# An offset as people type it: "GMT+1", "UTC-05:00", "UTC +5:30", "+0100", "(UTC-05:00)".
+_TYPED_OFFSET = re.compile(
+    r"\(?\s*(?:UTC|GMT|UT)?\s*([+\-\N{MINUS SIGN}\N{EN DASH}])\s*(\d{1,2})(?:[:.h]?(\d{2}))?\s*\)?",
+    re.IGNORECASE,
+)
+# A near spelling costs milliseconds to find, so a file gets them for this many distinct wrong
+# names, the rest only the general advice: thousands of them are still answered in seconds.
+FUZZY_TIMEZONES_PER_FILE = 200
+# A city typed without its area must be this close to one (difflib's ratio): "Pheonix", not "Z".
+_CITY_CUTOFF = 0.8
+_CITY_ZONE = 'use the recipient\'s city zone instead (Area/City, such as "America/New_York")'
+
+
+def _is_fixed_offset(name: str) -> bool:
+    return name not in _UTC_NAMES and (name.startswith("Etc/") or name in _FIXED_OFFSET_NAMES)
+
+
+@functools.cache
+def _tzdata_names() -> dict[str, str]:
+    """Every name tzdata knows, keyed by itself and by its lowercase spelling."""
+    names: dict[str, str] = {}
+    for name in sorted(zoneinfo.available_timezones() - _NOT_PLACES):
+        names[name] = name
+        names.setdefault(name.lower(), name)
+    return names
 
 
 @functools.cache
 def _timezone_names() -> dict[str, str]:
-    """Every accepted IANA name, keyed by itself and by its lowercase spelling."""
-    names: dict[str, str] = {}
-    for name in sorted(zoneinfo.available_timezones() - _NOT_PLACES):
-        if name.upper() not in _ABBREVIATIONS:
-            names[name] = name
-            names.setdefault(name.lower(), name)
-    return names
+    """Every name accepted in a file, keyed by itself and by its lowercase spelling."""
+    return {
+        key: name
+        for key, name in _tzdata_names().items()
+        if name.upper() not in _ABBREVIATIONS and not _is_fixed_offset(name)
+    }
 
 
 @functools.cache
@@ -942,44 +1022,129 @@ def _timezone_cities() -> dict[str, str]:
     return cities
 
 
+@functools.cache
+def _windows_zones() -> dict[str, tuple[str, str]]:
+    """CLDR's windowsZones (as tzlocal ships it): lowercase Windows name → (name, IANA zone)."""
+    current = _current_names()
+    return {name.lower(): (name, current.get(zone, zone)) for name, zone in win_tz.items()}
+
+
+@functools.cache
+def _current_names() -> dict[str, str]:
+    """Old tzdata names → the one zone.tab lists for the place now, as Asia/Calcutta → Kolkata."""
+    # CLDR keeps old spellings; the CSV template and tzdata's own lists use the current ones.
+    files = importlib.resources.files("tzdata.zoneinfo")
+    rows = files.joinpath("zone.tab").read_text(encoding="utf-8").splitlines()
+    listed = {row.split("\t")[2] for row in rows if row and not row.startswith("#")}
+    renamed = {}
+    for line in files.joinpath("tzdata.zi").read_text(encoding="utf-8").splitlines():
+        if line.startswith("L "):
+            _, target, link = line.split()
+            if target in listed and link not in listed:
+                renamed[link] = target
+    return renamed
+
+
 def _canonical_timezone(value: str) -> str | None:
-    names = _timezone_names()
+    # The organization's own timezone may be any tzdata name (orgs validates it), even one that
+    # a file may not use.
+    names = _tzdata_names()
     return names.get(value) or names.get(value.lower())
 
 
 def _timezone_reader(default: str) -> Callable[[str], str | _Problem]:
     names = _timezone_names()
+    fuzzy: set[str] = set()
 
     def timezone_for(raw: str) -> str | _Problem:
         if not raw:
             return default
-        return names.get(raw) or names.get(raw.lower()) or _timezone_problem(raw, default)
+        found = names.get(raw) or names.get(raw.lower())
+        if found:
+            return found
+        if len(fuzzy) < FUZZY_TIMEZONES_PER_FILE:
+            fuzzy.add(raw)
+        return _timezone_problem(raw, default, fuzzy=raw in fuzzy)
 
     return timezone_for
 
 
 @functools.lru_cache(maxsize=4096)
-def _timezone_problem(raw: str, default: str) -> _Problem:
-    suggestion = _suggest_timezone(raw)
-    if raw.upper() in _ABBREVIATIONS:
-        advice = f'Abbreviations are unclear about daylight saving; use "{suggestion}" instead.'
-    elif suggestion:
-        advice = f'Did you mean "{suggestion}"?'
-    else:
-        advice = (
-            'Use a name from the IANA list, such as "America/New_York" or "Europe/London", '
-            f"or leave the cell blank to use {default}."
-        )
+def _timezone_problem(raw: str, default: str, *, fuzzy: bool) -> _Problem:
+    advice = _timezone_advice(raw, fuzzy=fuzzy) or (
+        'Use a name from the IANA list, such as "America/New_York" or "Europe/London", '
+        f"or leave the cell blank to use {default}."
+    )
     return _Problem(ErrorKind.INVALID_TIMEZONE, f'"{raw}" is not a timezone name. {advice}')
 
 
-def _suggest_timezone(raw: str) -> str | None:
+def _timezone_advice(raw: str, *, fuzzy: bool) -> str | None:
+    """What to write instead of `raw`, or None when nothing close is known."""
     if raw.upper() in _ABBREVIATIONS:
-        return _ABBREVIATIONS[raw.upper()]
+        zone, note = _ABBREVIATIONS[raw.upper()]
+        return f'Abbreviations are unclear about daylight saving; use "{zone}" instead: {note}.'
+    offset = _fixed_offset(raw)
+    if offset is not None:
+        return _offset_advice(raw, offset)
+    windows = _windows_zones().get(" ".join(raw.lower().split()))
+    if windows:
+        name, zone = windows
+        if _is_fixed_offset(zone):
+            return _offset_advice(raw, _offset_of(zone))
+        zone = "UTC" if zone in _UTC_NAMES else zone
+        return f'Did you mean "{zone}"? It is the IANA name of the Windows timezone "{name}".'
+    suggestion = _suggest_timezone(raw, fuzzy=fuzzy)
+    return f'Did you mean "{suggestion}"?' if suggestion else None
+
+
+def _fixed_offset(raw: str) -> timedelta | None:
+    """The offset from UTC that `raw` names when it is a fixed offset, typed or from tzdata."""
+    name = _tzdata_names().get(raw) or _tzdata_names().get(raw.lower())
+    if name is not None:
+        return _offset_of(name) if _is_fixed_offset(name) else None
+    typed = _TYPED_OFFSET.fullmatch(raw.strip())
+    if typed is None:
+        return None
+    sign, hours, minutes = typed.groups()
+    offset = timedelta(hours=int(hours), minutes=int(minutes or 0))
+    if offset > timedelta(hours=14) or int(minutes or 0) >= 60:
+        return None
+    return offset if sign == "+" else -offset
+
+
+def _offset_of(name: str) -> timedelta:
+    return datetime(2000, 1, 1, tzinfo=zoneinfo.ZoneInfo(name)).utcoffset() or timedelta()
+
+
+def _offset_advice(raw: str, offset: timedelta) -> str:
+    if not offset:
+        return 'Did you mean "UTC"?'
+    minutes = int(offset.total_seconds()) // 60
+    sign, minutes = ("+" if minutes > 0 else "-"), abs(minutes)
+    fixed = f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    if raw.lower().startswith("etc/gmt"):
+        # POSIX counts west as positive: "Etc/GMT+5" is five hours behind UTC.
+        fixed += " (Etc/GMT names invert the sign)"
+    return f"It is a fixed offset, {fixed}, that ignores daylight saving; {_CITY_ZONE}."
+
+
+def _suggest_timezone(raw: str, *, fuzzy: bool) -> str | None:
     lowered = raw.lower()
-    city = _timezone_cities().get(_HEADER_SEPARATORS.sub("_", lowered))
-    if city:
-        return city
-    names = _timezone_names()
-    close = difflib.get_close_matches(lowered, [key for key in names if key.islower()], n=1)
-    return names[close[0]] if close else None
+    cities = _timezone_cities()
+    city = _HEADER_SEPARATORS.sub("_", lowered)
+    if city in cities:
+        return cities[city]
+    # Only a near spelling of a name or a city is a typo's likely fix: fuzzier matches, or any
+    # with digits (offsets), would be guesses at another place ("Pacific Time" is not Niue).
+    if not fuzzy or any(character.isdigit() for character in raw):
+        return None
+    if "/" in raw:
+        names = _timezone_names()
+        keys = [key for key in names if key.islower()]
+        # Within a correctly typed area ("america/…") the match is sought among its names only.
+        area = lowered.split("/", 1)[0] + "/"
+        keys = [key for key in keys if key.startswith(area)] or keys
+        close = difflib.get_close_matches(lowered, keys, n=1)
+        return names[close[0]] if close else None
+    close = difflib.get_close_matches(city, cities, n=1, cutoff=_CITY_CUTOFF)
+    return cities[close[0]] if close else None

@@ -4,18 +4,22 @@ import codecs
 import csv
 import io
 import random
+import re
 import tracemalloc
 import zoneinfo
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import phonenumbers
 import pytest
 from django.core.exceptions import ValidationError
+from tzlocal.windows_tz import win_tz
 
 from delivery.models import Message, Suppression
 from recipients.csv_reader import (
     CSV_TEMPLATE_ROWS,
     EMAIL_MAX_CHARS,
+    FUZZY_TIMEZONES_PER_FILE,
     MAX_FIELD_CHARS,
     NAME_MAX_CHARS,
     ErrorKind,
@@ -610,11 +614,53 @@ def test_every_value_it_yields_fits_the_column_it_is_stored_in():
 
 # --- Timezones -----------------------------------------------------------------------------------
 
+GENERIC_ADVICE = (
+    'Use a name from the IANA list, such as "America/New_York" or "Europe/London", '
+    "or leave the cell blank to use America/New_York."
+)
+CITY_ZONE = 'use the recipient\'s city zone instead (Area/City, such as "America/New_York").'
+
+
+def timezone_error(given: str) -> str:
+    error = only_error(f"timezone,phone_number\n{given},+12125550123\n")
+    assert error.kind == ErrorKind.INVALID_TIMEZONE
+    prefix = f'"{given}" is not a timezone name. '
+    assert error.message.startswith(prefix)
+    return error.message.removeprefix(prefix)
+
+
+def suggested(advice: str) -> list[str]:
+    """The zones an error's advice names, each of which the reader must accept."""
+    zones = re.findall(r'"([A-Za-z_]+(?:/[A-Za-z_\-]+)*)"', advice)
+    for zone in zones:
+        (recipient,), _, _ = read(f"timezone,phone_number\n{zone},+12125550123\n")
+        assert recipient.timezone == zone
+    return zones
+
+
+def offsets(zone: str) -> list[timedelta | None]:
+    """A zone's UTC offsets on the first of each month of 2026 and 2027, to compare clocks."""
+    tz = zoneinfo.ZoneInfo(zone)
+    return [
+        datetime(year, month, 1, 12, tzinfo=UTC).astimezone(tz).utcoffset()
+        for year in (2026, 2027)
+        for month in range(1, 13)
+    ]
+
 
 def test_it_uses_the_default_timezone_for_blank_cells():
     (recipient,), _, _ = read("timezone,phone_number\n  ,+12125550123\n")
 
     assert recipient.timezone == "America/New_York"
+
+
+@pytest.mark.parametrize("default", ["EST", "Etc/GMT+5", "GMT"])
+def test_it_uses_any_timezone_the_organization_has_for_blank_cells(default):
+    # The organization's setting takes any tzdata name; a file may not use these itself.
+    options = replace(SMS, default_timezone=default)
+    (recipient,), _, _ = read("timezone,phone_number\n,+12125550123\n", options)
+
+    assert recipient.timezone == default
 
 
 @pytest.mark.parametrize(
@@ -624,6 +670,8 @@ def test_it_uses_the_default_timezone_for_blank_cells():
         ("EUROPE/LONDON", "Europe/London"),
         ("US/Eastern", "US/Eastern"),
         ("UTC", "UTC"),
+        ("utc", "UTC"),
+        ("Etc/UTC", "Etc/UTC"),
     ],
 )
 def test_it_accepts_iana_timezone_names_in_any_case(given, canonical):
@@ -638,23 +686,179 @@ def test_it_accepts_iana_timezone_names_in_any_case(given, canonical):
         ("America/New_Yrok", 'Did you mean "America/New_York"?'),
         ("europe/londn", 'Did you mean "Europe/London"?'),
         ("New York", 'Did you mean "America/New_York"?'),
-        ("EST", 'Abbreviations are unclear about daylight saving; use "America/New_York" instead.'),
-        (
-            "pst",
-            'Abbreviations are unclear about daylight saving; use "America/Los_Angeles" instead.',
-        ),
-        (
-            "Mars/Olympus_Mons",
-            'Use a name from the IANA list, such as "America/New_York" or "Europe/London", '
-            "or leave the cell blank to use America/New_York.",
-        ),
+        ("Pheonix", 'Did you mean "America/Phoenix"?'),
+        # Not a near spelling of any place: Pacific/Niue is UTC-11, Pacific Time UTC-8.
+        ("Pacific Time", GENERIC_ADVICE),
+        ("Mars/Olympus_Mons", GENERIC_ADVICE),
     ],
 )
 def test_it_reports_invalid_timezones_with_a_suggestion(given, advice):
-    error = only_error(f"timezone,phone_number\n{given},+12125550123\n")
+    assert timezone_error(given) == advice
 
-    assert error.kind == ErrorKind.INVALID_TIMEZONE
-    assert error.message == f'"{given}" is not a timezone name. {advice}'
+
+def test_it_suggests_near_spellings_for_a_files_first_distinct_wrong_names_only():
+    letters = "abcdefghijklmnop"
+    typos = [f"America/New_Yor{a}{b}" for a in letters for b in letters]
+    typos = typos[: FUZZY_TIMEZONES_PER_FILE + 1]
+    rows = [f"{typo},+1212555{n:04d}\n" for n, typo in enumerate([*typos, typos[0]])]
+    _, errors, _ = read("timezone,phone_number\n" + "".join(rows))
+    advice = [error.message.split(". ", 1)[1] for error in errors]
+
+    did_you_mean = 'Did you mean "America/New_York"?'
+    assert advice[:FUZZY_TIMEZONES_PER_FILE] == [did_you_mean] * FUZZY_TIMEZONES_PER_FILE
+    assert advice[FUZZY_TIMEZONES_PER_FILE] == GENERIC_ADVICE
+    # A name already given a suggestion keeps it.
+    assert advice[-1] == did_you_mean
+
+
+@pytest.mark.parametrize(
+    ("given", "advice"),
+    [
+        (
+            "EST",
+            'Abbreviations are unclear about daylight saving; use "America/New_York" instead: it '
+            "observes daylight time (EST in winter, EDT in summer).",
+        ),
+        (
+            "pst",
+            'Abbreviations are unclear about daylight saving; use "America/Los_Angeles" instead: '
+            "it observes daylight time (PST in winter, PDT in summer).",
+        ),
+        (
+            "MST",
+            'Abbreviations are unclear about daylight saving; use "America/Denver" instead: it '
+            "observes daylight time (MST in winter, MDT in summer); for Arizona, which stays on "
+            'MST, use "America/Phoenix".',
+        ),
+        (
+            "HST",
+            'Abbreviations are unclear about daylight saving; use "Pacific/Honolulu" instead: it '
+            "stays on HST all year; for the Aleutian Islands, which change to HDT in summer, use "
+            '"America/Adak".',
+        ),
+        (
+            "GMT",
+            'Abbreviations are unclear about daylight saving; use "Europe/London" instead: it '
+            'observes summer time (GMT in winter, BST in summer); for UTC all year use "UTC".',
+        ),
+    ],
+)
+def test_it_names_a_city_zone_with_a_note_for_an_abbreviation(given, advice):
+    assert timezone_error(given) == advice
+
+
+@pytest.mark.parametrize(
+    ("abbreviation", "zone", "winter"),
+    [
+        *[(a, "America/New_York", -5) for a in ("EST", "EDT", "ET", "EST5EDT")],
+        *[(a, "America/Chicago", -6) for a in ("CST", "CDT", "CT", "CST6CDT")],
+        *[(a, "America/Denver", -7) for a in ("MST", "MDT", "MT", "MST7MDT")],
+        *[(a, "America/Los_Angeles", -8) for a in ("PST", "PDT", "PT", "PST8PDT")],
+        *[(a, "America/Anchorage", -9) for a in ("AKST", "AKDT")],
+        ("HST", "Pacific/Honolulu", -10),
+        ("HDT", "America/Adak", -10),
+        ("AST", "America/Puerto_Rico", -4),
+        ("ADT", "America/Halifax", -4),
+        ("ChST", "Pacific/Guam", 10),
+    ],
+)
+def test_it_maps_us_abbreviations_to_a_city_zone_on_their_standard_time(abbreviation, zone, winter):
+    first, *_ = suggested(timezone_error(abbreviation))
+
+    assert first == zone
+    assert offsets(zone)[0] == timedelta(hours=winter)
+
+
+@pytest.mark.parametrize(
+    ("given", "offset"),
+    [
+        ("GMT+1", "UTC+01:00"),
+        ("gmt+1", "UTC+01:00"),
+        ("UTC-5", "UTC-05:00"),
+        ("UTC+05:30", "UTC+05:30"),
+        ("UTC +5:45", "UTC+05:45"),
+        ("UTC\N{MINUS SIGN}3", "UTC-03:00"),
+        ("+01:00", "UTC+01:00"),
+        ("(UTC-05:00)", "UTC-05:00"),
+        ("UTC-11", "UTC-11:00"),  # also a Windows name
+        ("Dateline Standard Time", "UTC-12:00"),  # Windows: Etc/GMT+12
+    ],
+)
+def test_it_refuses_a_typed_fixed_offset_without_suggesting_another(given, offset):
+    advice = timezone_error(given)
+
+    assert advice == f"It is a fixed offset, {offset}, that ignores daylight saving; {CITY_ZONE}"
+    assert "Did you mean" not in advice
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n in zoneinfo.available_timezones() if re.fullmatch(r"Etc/GMT[+-]\d+", n))
+)
+def test_it_refuses_tzdata_fixed_offsets_stating_their_real_offset(name):
+    advice = timezone_error(name)
+    hours = -int(name.removeprefix("Etc/GMT"))  # POSIX: Etc/GMT+5 is five hours behind UTC
+
+    if hours:
+        sign = "+" if hours > 0 else "-"
+        offset = f"UTC{sign}{abs(hours):02d}:00 (Etc/GMT names invert the sign)"
+        assert (
+            advice == f"It is a fixed offset, {offset}, that ignores daylight saving; {CITY_ZONE}"
+        )
+    else:
+        assert advice == 'Did you mean "UTC"?'
+
+
+@pytest.mark.parametrize(
+    "given", ["UTC+0", "GMT-0", "GMT+0", "GMT0", "Etc/GMT", "Etc/GMT0", "Greenwich", "+00:00"]
+)
+def test_it_suggests_utc_for_a_zero_offset(given):
+    assert timezone_error(given) == 'Did you mean "UTC"?'
+
+
+def test_it_never_suggests_a_zone_with_another_offset_than_the_one_typed():
+    wrong = []
+    for hours, minutes in [(h, m) for h in range(15) for m in (0, 30, 45) if h < 14 or not m]:
+        for sign, prefix in [(sign, prefix) for sign in "+-" for prefix in ("GMT", "UTC ", "")]:
+            typed = f"{prefix}{sign}{hours}" + (f":{minutes:02d}" if minutes else "")
+            advice = timezone_error(typed)
+            if hours == minutes == 0:
+                right = suggested(advice) == ["UTC"]
+            else:
+                right = "Did you mean" not in advice
+                right &= f"UTC{sign}{hours:02d}:{minutes:02d}" in advice
+            if not right:
+                wrong.append((typed, advice))
+
+    assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("windows", "zone"),
+    [
+        ("Eastern Standard Time", "America/New_York"),
+        ("Pacific Standard Time", "America/Los_Angeles"),
+        ("US Mountain Standard Time", "America/Phoenix"),
+        ("GMT Standard Time", "Europe/London"),
+        ("India Standard Time", "Asia/Kolkata"),
+        ("eastern standard time", "America/New_York"),
+    ],
+)
+def test_it_maps_windows_timezone_names_to_the_iana_zone(windows, zone):
+    advice = timezone_error(windows)
+
+    assert advice.startswith(f'Did you mean "{zone}"? It is the IANA name of the Windows timezone')
+
+
+def test_it_suggests_for_every_windows_name_a_zone_keeping_its_clock():
+    for windows, cldr in sorted(win_tz.items()):
+        if windows == "UTC":
+            continue  # the reader accepts it as it is
+        advice = timezone_error(windows)
+        if cldr.startswith("Etc/GMT"):
+            assert "Did you mean" not in advice and "fixed offset" in advice, windows
+        else:
+            zone, *_ = suggested(advice)
+            assert offsets(zone) == offsets(cldr), windows
 
 
 # --- Duplicates, limits and reporting every bad row ----------------------------------------------
