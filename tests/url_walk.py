@@ -26,6 +26,15 @@ OBJECT_IDS: dict[str, Callable[[Organization], Any]] = {
 }
 # URL parameters that are not objects of an organization, with a value to use.
 PLAIN_PARAMS: dict[str, str] = {"channel": "sms", "token": "not-a-token", "message_id": "1"}
+# Django's admin and auth URLs (walked by the fuzz test, not the access tests), likewise.
+DJANGO_PARAMS: dict[str, str] = {
+    "object_id": "1",
+    "content_type_id": "1",
+    "id": "1",
+    "app_label": "campaigns",
+    "uidb64": "MQ",
+    "token": "set-password",
+}
 
 
 @dataclass(frozen=True)
@@ -38,10 +47,16 @@ class Route:
     def access(self) -> str | None:
         return getattr(self.view, "access", None)
 
-    def url_for(self, org: Organization) -> str:
+    @property
+    def ours(self) -> bool:
+        return not self.view.__module__.startswith("django.")
+
+    def url_for(self, org: Organization, objects: dict | None = None) -> str:
+        """The URL with a new object of the organization for each id (from `objects` first)."""
+        plain = PLAIN_PARAMS if self.ours else DJANGO_PARAMS
+        makers = {**OBJECT_IDS, **(objects or {})}
         kwargs = {
-            param: PLAIN_PARAMS[param] if param in PLAIN_PARAMS else OBJECT_IDS[param](org)
-            for param in self.params
+            param: plain[param] if param in plain else makers[param](org) for param in self.params
         }
         return reverse(self.name, kwargs=kwargs)
 
@@ -65,10 +80,11 @@ def _walk(patterns: list, namespace: str, params: tuple[str, ...]) -> list[Route
     return routes
 
 
+def all_routes() -> list[Route]:
+    """Every named URL of the URL configuration: ours, Django's admin and auth views."""
+    return _walk(get_resolver().url_patterns, "", ())
+
+
 def console_routes() -> list[Route]:
     """Every named URL of our own apps (Django's admin and auth views are not ours to test)."""
-    return [
-        route
-        for route in _walk(get_resolver().url_patterns, "", ())
-        if not route.view.__module__.startswith("django.")
-    ]
+    return [route for route in all_routes() if route.ours]
