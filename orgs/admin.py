@@ -53,7 +53,9 @@ class MembershipAdmin(HistoryAdmin):
     list_display = ["user", "org", "role", "created_at"]
     list_filter = ["role", "org"]
     search_fields = ["user__username", "user__email", "org__name"]
-    autocomplete_fields = ["user", "org"]
+    # Raw ids, not autocomplete: Django's autocomplete widget answers 500 for a value that is
+    # not an id (`?user=x` on the add page), the raw-id widget shows it as not found.
+    raw_id_fields = ["user", "org"]
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         # Once granted, a membership's user and organization stay; only the role changes.

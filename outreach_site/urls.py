@@ -19,6 +19,3 @@ urlpatterns = [
     path("", include("recipients.urls")),
     path("", include("delivery.urls")),
 ]
-
-admin.site.site_header = "Outreach operations"
-admin.site.site_title = "Outreach operations"

@@ -239,3 +239,19 @@ def test_every_admin_of_ours_opens_its_list_and_its_change_pages(one_of_each, st
         assert objects, f"one_of_each needs a {model.__name__}"
         for obj in objects:
             assert staff_client.get(change_url(obj)).status_code == 200, obj
+
+
+def test_an_empty_to_field_is_ignored_on_every_change_and_delete_page(tenants, staff_client):
+    # Django itself answers 500 here (it looks up a field named "").
+    campaign = factories.CampaignFactory(org=tenants.org)
+    for url in (change_url(campaign), change_url(tenants.admin)):
+        assert staff_client.get(url + "?_to_field=").status_code == 200
+        delete = url.replace("/change/", "/delete/")
+        assert staff_client.post(delete, {"_to_field": ""}).status_code in (200, 302, 403)
+
+
+def test_a_membership_given_a_user_that_is_not_an_id_is_a_form_error(tenants, staff_client):
+    add = reverse("admin:orgs_membership_add")
+    assert staff_client.get(add + "?user=Greek&org=%C2%B2").status_code == 200
+    page = staff_client.post(add, {"user": "\u00b2", "org": tenants.org.pk, "role": "admin"})
+    assert page.status_code == 200 and Membership.objects.count() == 4
