@@ -1,105 +1,149 @@
-"""Per-sender pacing shared by every worker: a GCRA token bucket in Redis (in-process without it).
+"""Per-sender pacing shared by every worker: a GCRA bucket in Redis (in-process without it).
 
-Each reservation of n messages returns how long to wait before the first may go; message i of it
-goes `interval * i` later. Sends are spread evenly at the sender's rate rather than bursting at
-each tick, and no second ever carries more than the limit, however many workers reserve at once.
+Providers and carriers count sliding windows, so the limit holds in every second, not only in
+each wall-clock second: no window of one second ever sees more requests start than the sender's
+rate. A reservation of n messages gets a slot that opens at one instant and by which each of its
+requests must have started; a request that cannot start by then is not sent, and its messages
+take a new slot.
 """
 
 import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from functools import lru_cache
+from typing import NamedTuple
 
 from django.conf import settings
 
-# Two rules in one atomic step. GCRA spreads sends evenly: each reservation starts where the last
-# one's slots end. A per-second tally then makes the limit hard: a reservation that would push
-# its wall-clock second over the limit, or that starts in the last GUARD of a second (it could
-# reach the provider in the next one), moves to the start of the next second.
+# How late after its slot opens (plus its spread) a request may still start: a loaded machine, a
+# long GC or a slow answer from Redis past this gives the slot up instead of crowding the next.
+LATE_LIMIT = 0.015
+# How far apart the same request's start here and its arrival at the provider may drift between
+# two requests (the SDK building it, the connection, the provider's own clock): on a loaded
+# 2-core machine the sandbox's timestamps lag our starts by up to ~5 ms more for one request than
+# for another.
+ARRIVAL_SPREAD = 0.01
+# Slots are held to the limit in every window this long: a second, widened by the most a request
+# may start late and arrive later than another, so at the provider every second holds the limit.
+SPAN = 1 + LATE_LIMIT + ARRIVAL_SPREAD
+
+# One atomic step, in microseconds. GCRA spreads slots evenly: each starts where the last one's
+# messages end, at `interval` apart. The slot log then makes the limit hard: a slot whose requests
+# may start until `start + spread` counts in every window up to then plus SPAN, and a slot that
+# would push any such window over the limit moves to the instant enough older slots have left.
 _RESERVE = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
-local interval = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-local guard = tonumber(ARGV[4])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local interval, n, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local span, lead, spread = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local start = tonumber(redis.call('GET', KEYS[1]) or '0')
-if start < now then start = now end
-for _ = 1, 120 do
-  local second = math.floor(start)
-  local used = tonumber(redis.call('GET', KEYS[2] .. second) or '0')
-  if start - second < 1 - guard and used + n <= limit then break end
-  start = second + 1
+if start < now + lead then start = now + lead end
+while true do
+  local oldest = redis.call('LINDEX', KEYS[2], 0)
+  if not oldest or tonumber(string.match(oldest, '^(%d+)')) > now - span then break end
+  redis.call('LPOP', KEYS[2])
 end
-local second = math.floor(start)
-redis.call('INCRBY', KEYS[2] .. second, n)
-redis.call('EXPIRE', KEYS[2] .. second, 180)
+local lasts, sizes = {}, {}
+for _, entry in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  local last, size = string.match(entry, '^(%d+) (%d+)$')
+  table.insert(lasts, tonumber(last))
+  table.insert(sizes, tonumber(size))
+end
+for _ = 0, #lasts do
+  local used, leaves = 0, nil
+  for i = 1, #lasts do
+    if lasts[i] > start - span then
+      used = used + sizes[i]
+      if leaves == nil or lasts[i] < leaves then leaves = lasts[i] end
+    end
+  end
+  if used + n <= limit or leaves == nil then break end
+  start = leaves + span
+end
+redis.call('RPUSH', KEYS[2], string.format('%d %d', start + spread, n))
 local tat = start + n * interval
-redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil((tat - now) * 1000) + 60000)
+redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 60000)
+redis.call('PEXPIRE', KEYS[2], math.ceil((tat - now + spread + span) / 1000) + 60000)
 return tostring(start - now)
 """
 _PENALISE = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local until_ = now + tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < until_ then
-  redis.call('SET', KEYS[1], tostring(until_), 'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 60000)
+  redis.call('SET', KEYS[1], string.format('%d', until_), 'PX', math.ceil(ARGV[1] / 1000) + 60000)
 end
 return 1
 """
-
-
-# Seconds at the end of each wall-clock second in which no reservation starts.
-GUARD = 0.03
-# How late after its slot a chunk may still go: well inside the GUARD before the second ends.
-LATE_LIMIT = GUARD / 2
 
 log = logging.getLogger(__name__)
 
 
 def per_second_cap(per_second: float, n: int) -> int:
-    """The most that may go in one wall-clock second (never below one reservation)."""
+    """The most that may start in any one second (never below one reservation)."""
     return max(n, math.floor(per_second))
 
 
+def interval_for(per_second: float, n: int) -> float:
+    """Seconds between two messages' slots: the sender's rate, and SPAN for each `cap` of them."""
+    return max(1 / per_second, SPAN / per_second_cap(per_second, n))
+
+
+class Slot(NamedTuple):
+    """A reserved chunk's time on `time.monotonic()`: no request before `opens`, none after
+    `closes`."""
+
+    opens: float
+    closes: float
+
+    def sleep_until(self, instant: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        """Sleeps until the monotonic `instant` (at once if it has passed)."""
+        if (delay := instant - time.monotonic()) > 0:
+            sleep(delay)
+
+    def missed(self) -> bool:
+        """Whether a request starting now would start after the slot closed."""
+        return time.monotonic() > self.closes
+
+
 class Throttle:
-    """Reserve send slots for a sender; `reserve` returns the delay before the first slot."""
+    """Reserves send slots for a sender; `reserve` returns the delay before the slot opens."""
 
-    def wait_for_slot(
-        self,
-        sender_id: int,
-        per_second: float,
-        n: int,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        """Sleeps until a reserved slot for n messages, reserving again if it woke up too late.
+    # How long the last answers took (decaying): Redis's instant for a slot lies somewhere
+    # between the asking and the answer.
+    answer_time = 0.0
 
-        A slot starts at least GUARD before the end of its wall-clock second. A worker held up
-        past it (a loaded machine, a long GC) could carry the chunk into the next second, which
-        other workers may already have filled: it gives the slot up and takes a new one instead.
-        """
-        while True:
-            # The slot is `delay` after the reservation was made, somewhere between asking and
-            # the answer: measured from the asking, a slow answer counts as lateness too.
-            asked = time.monotonic()
-            delay = self.reserve(sender_id, per_second, n)
-            if delay > 0:
-                sleep(delay)
-            late = time.monotonic() - (asked + delay)
-            if late <= LATE_LIMIT:
-                return
-            log.info("Sender %s woke %.3f s after its slot; reserving again", sender_id, late)
+    def take(
+        self, sender_id: int, per_second: float, n: int, *, lead: float = 0.0, spread: float = 0.0
+    ) -> Slot:
+        """A slot for n messages opening at least `lead` from now, whose requests all start
+        within `spread` of each other (plus LATE_LIMIT)."""
+        # The slot opens once the answer is in, never before Redis's instant for it; it closes
+        # counted from the asking, so the slot is reserved with room for an answer as slow as
+        # the last ones (a loaded Redis would otherwise close every slot before it opens).
+        spread += self.answer_time
+        asked = time.monotonic()
+        delay = self.reserve(sender_id, per_second, n, lead=lead, spread=spread)
+        answered = time.monotonic()
+        self.answer_time = max(answered - asked, 0.8 * self.answer_time)
+        return Slot(answered + delay, asked + delay + spread + LATE_LIMIT)
 
-    def reserve(self, sender_id: int, per_second: float, n: int) -> float:
+    def reserve(
+        self, sender_id: int, per_second: float, n: int, *, lead: float = 0.0, spread: float = 0.0
+    ) -> float:
         raise NotImplementedError
 
     def penalise(self, sender_id: int, seconds: float) -> None:
         """Holds the sender back (the provider said 429) for `seconds`."""
         raise NotImplementedError
+
+
+def _us(seconds: float) -> int:
+    return math.ceil(seconds * 1_000_000)
 
 
 class RedisThrottle(Throttle):
@@ -110,49 +154,61 @@ class RedisThrottle(Throttle):
         self._reserve = self.client.register_script(_RESERVE)
         self._penalise = self.client.register_script(_PENALISE)
 
-    def reserve(self, sender_id: int, per_second: float, n: int) -> float:
+    def reserve(
+        self, sender_id: int, per_second: float, n: int, *, lead: float = 0.0, spread: float = 0.0
+    ) -> float:
         key = f"outreach:throttle:{sender_id}"
         delay = self._reserve(
-            keys=[key, f"{key}:second:"],
-            args=[1 / per_second, n, per_second_cap(per_second, n), GUARD],
+            keys=[key, f"{key}:slots"],
+            args=[
+                _us(interval_for(per_second, n)),
+                n,
+                per_second_cap(per_second, n),
+                _us(SPAN),
+                _us(lead),
+                _us(spread),
+            ],
         )
-        return max(0.0, float(delay))
+        return max(0.0, int(delay) / 1_000_000)
 
     def penalise(self, sender_id: int, seconds: float) -> None:
-        self._penalise(keys=[f"outreach:throttle:{sender_id}"], args=[seconds])
+        self._penalise(keys=[f"outreach:throttle:{sender_id}"], args=[_us(seconds)])
 
 
 class LocalThrottle(Throttle):
     """The embedded run's throttle: one process, so a lock and a dict are the shared state."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._tat: dict[int, float] = {}
-        self._seconds: dict[tuple[int, int], int] = {}
+        self._tat: dict[int, int] = {}
+        # Per sender, (instant its last request may start, size) of each recent slot, in µs.
+        self._slots: dict[int, deque[tuple[int, int]]] = {}
 
-    def reserve(self, sender_id: int, per_second: float, n: int) -> float:
-        cap = per_second_cap(per_second, n)
+    def reserve(
+        self, sender_id: int, per_second: float, n: int, *, lead: float = 0.0, spread: float = 0.0
+    ) -> float:
+        limit, span = per_second_cap(per_second, n), _us(SPAN)
         with self._lock:
-            now = self._clock()
-            start = max(self._tat.get(sender_id, 0.0), now)
-            while True:
-                second = math.floor(start)
-                used = self._seconds.get((sender_id, second), 0)
-                if start - second < 1 - GUARD and used + n <= cap:
+            now = _us(self._clock())
+            start = max(self._tat.get(sender_id, 0), now + _us(lead))
+            slots = self._slots.setdefault(sender_id, deque())
+            while slots and slots[0][0] <= now - span:
+                slots.popleft()
+            # The same walk as the Redis script's: move past older slots until this one fits.
+            for _ in range(len(slots) + 1):
+                counted = [(last, size) for last, size in slots if last > start - span]
+                if not counted or sum(size for _, size in counted) + n <= limit:
                     break
-                start = second + 1
-            self._seconds[(sender_id, second)] = used + n
-            if len(self._seconds) > 10_000:
-                # Only the current and coming seconds matter.
-                self._seconds = {k: v for k, v in self._seconds.items() if k[1] >= now - 2}
-            self._tat[sender_id] = start + n / per_second
-            return start - now
+                start = min(last for last, _ in counted) + span
+            slots.append((start + _us(spread), n))
+            self._tat[sender_id] = start + n * _us(interval_for(per_second, n))
+            return (start - now) / 1_000_000
 
     def penalise(self, sender_id: int, seconds: float) -> None:
         with self._lock:
-            until = self._clock() + seconds
-            self._tat[sender_id] = max(self._tat.get(sender_id, 0.0), until)
+            until = _us(self._clock() + seconds)
+            self._tat[sender_id] = max(self._tat.get(sender_id, 0), until)
 
 
 @lru_cache(maxsize=1)

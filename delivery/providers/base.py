@@ -52,6 +52,8 @@ class ResultKind(StrEnum):
     THROTTLED = "throttled"
     # The provider may or may not have the message (5xx, timeout): it must never be resent blindly.
     UNKNOWN = "unknown"
+    # The request never left: its throttle slot closed before it could start (see `start_by`).
+    NOT_SENT = "not_sent"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,22 @@ class SendResult:
     error_code: str = ""
     error_message: str = ""
     retry_after: float | None = None
+
+
+# A batch may come with its throttle slot, as `time.monotonic()` instants: no request before
+# `not_before`, none after `start_by`. A provider does what it can before the slot opens
+# (planning requests), waits for it, and reports NOT_SENT for a request it could not start in time.
+
+
+def wait_until(not_before: float | None) -> None:
+    """Sleeps until the `not_before` instant, if it is still ahead."""
+    if not_before is not None and (delay := not_before - time.monotonic()) > 0:
+        time.sleep(delay)
+
+
+def too_late(start_by: float | None) -> bool:
+    """Whether a request starting now would start after `start_by`."""
+    return start_by is not None and time.monotonic() > start_by
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:

@@ -20,7 +20,7 @@ from delivery.models import Message, MessageStatus, Suppression
 from delivery.selectors import lists_progress
 from delivery.sending import hand_over
 from delivery.services import suppression_add
-from recipients.models import ListStatus
+from recipients.models import ListStatus, RecipientList
 from tests.factories import CampaignFactory, MessageFactory, RecipientListFactory
 
 ALL_WEEK = {str(d): ["00:00", "23:59"] for d in range(7)}
@@ -268,6 +268,8 @@ def test_a_message_handed_over_late_in_its_batch_gets_the_whole_lease_for_its_ca
     # call must not be declared "unknown" while it is still in flight.
     settings.DISPATCH_LEASE_SECONDS = 60
     recipient_list = make_list(campaign, start=utc(2026, 3, 1))
+    # Handed over only while its list is In Progress, as a tick leaves it before claiming.
+    RecipientList.objects.filter(pk=recipient_list.pk).update(status=ListStatus.IN_PROGRESS)
     [message] = queue(recipient_list, "UTC")
     claimed_at = utc(2026, 3, 3, 12)
     assert claim([message.pk], now=claimed_at) == [message.pk]

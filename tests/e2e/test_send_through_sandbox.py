@@ -11,7 +11,7 @@ from campaigns.services import campaign_run
 from delivery.dispatch import dispatch_tick
 from delivery.models import FINAL_STATUSES, Message, MessageStatus, Suppression
 from delivery.sending import send_batch
-from recipients.models import ListStatus
+from recipients.models import Contact, ListStatus
 from tests.conftest import assert_provider_kept_rate
 from tests.factories import (
     CampaignFactory,
@@ -95,6 +95,50 @@ def test_a_stop_reply_lands_on_the_suppression_list(tenants, sandbox):
     campaign_run(campaign=campaign, user=tenants.admin)
     run_until_done(campaign, sandbox)
     assert Suppression.objects.filter(org=tenants.org, reason="stop_reply").count() == 3
+
+
+@pytest.mark.parametrize(
+    ("channel", "rate", "n"),
+    [
+        (Channel.SMS, 20, 70),
+        # Email counts recipients: requests of 50 each tenth of a second (sending._chunk_size).
+        (Channel.EMAIL, 500, 1_600),
+    ],
+)
+def test_it_keeps_the_rate_in_every_sliding_second_at_the_provider(
+    tenants, sandbox, channel, rate, n
+):
+    # Only the requests matter here: no callbacks, and the messages made in bulk.
+    sandbox.configure(callbacks=False)
+    campaign = make_campaign(tenants, channel, 0, rate=rate)
+    recipient_list = campaign.recipient_lists.get()
+    addresses = [
+        f"+1212555{i:04d}" if channel == Channel.SMS else f"p{i}@example.com" for i in range(n)
+    ]
+    contacts = Contact.objects.bulk_create(
+        Contact(org=tenants.org, address=a, name="Ana", timezone="UTC") for a in addresses
+    )
+    Message.objects.bulk_create(
+        Message(
+            org=tenants.org,
+            campaign=campaign,
+            recipient_list=recipient_list,
+            contact=contact,
+            address=contact.address,
+            name=contact.name,
+            timezone="UTC",
+            line=line,
+        )
+        for line, contact in enumerate(contacts, start=2)
+    )
+    campaign_run(campaign=campaign, user=tenants.admin)
+    while dispatch_tick(timezone.now(), send=lambda ids: send_batch(ids)).released:
+        pass
+    assert set(sandbox.requests_per_message().values()) == {1}
+    arrivals = [r["at"] for r in sandbox.received for _ in r["message_ids"]]
+    assert len(arrivals) == n
+    # Counted at the sandbox's own timestamps, every window [t, t + 1) of them.
+    assert_provider_kept_rate(arrivals, rate)
 
 
 def test_a_slow_provider_is_not_waited_on_message_by_message_yet_the_throttle_holds(
