@@ -3,10 +3,12 @@
 Run: .venv/bin/python -m bench.throttle_bench [--quick]
 
 Each process reserves chunks of a tenth of a second's worth (as the sending engine does), sleeps
-the delay it is given and records the wall-clock instant its chunk "sends". Counted per
-wall-clock second: the most any second carried (never above the rate) and the mean over the
-whole seconds of the run (within 5% of the rate). Redis database 14; only this run's keys are
-touched, and deleted afterwards.
+until its slot opens and records the wall-clock instant its chunk "sends" (or gives the slot up
+when it woke after the slot closed, as the engine does). Counted: the most any wall-clock second
+carried and the most any sliding second (any window [t, t + 1)) carried, neither ever above the
+rate, and the mean over the whole seconds of the run (within 5% of the rate: how close a busy
+sender gets, which tests do not assert on a loaded machine). Redis database 14; only this run's
+keys are touched, and deleted afterwards.
 """
 
 import argparse
@@ -29,19 +31,38 @@ def _worker(url: str, sender_id: int, rate: float, start: float, end: float, out
     throttle = RedisThrottle(url)
     chunk = max(1, int(rate / 10))
     sends: list[tuple[float, int]] = []
+    # A long-lived worker's connection is open and the script loaded: not so a fresh process's
+    # first reservation, whose slow answer would give its slot up.
+    throttle.reserve(-sender_id, rate, chunk)
+    throttle.client.delete(
+        f"outreach:throttle:{-sender_id}", f"outreach:throttle:{-sender_id}:slots"
+    )
     time.sleep(max(0.0, start - time.time()))
     while time.time() < end:
-        delay = throttle.reserve(sender_id, rate, chunk)
-        if delay > 0:
-            time.sleep(delay)
+        slot = throttle.take(sender_id, rate, chunk)
+        slot.sleep_until(slot.opens)
         sent_at = time.time()
-        if sent_at < end:
+        if sent_at < end and not slot.missed():
             sends.append((sent_at, chunk))
     out.put(sends)
 
 
-def measure(rate: float, workers: int, seconds: float) -> tuple[int, float, int]:
-    """(most in one wall-clock second, mean per whole second, whole seconds counted)."""
+def busiest_sliding_second(sends: list[tuple[float, int]]) -> int:
+    """The most messages sent in any window [t, t + 1), t at a send (where the busiest starts)."""
+    sends = sorted(sends)
+    most, end, inside = 0, 0, 0
+    for at, n in sends:
+        while end < len(sends) and sends[end][0] < at + 1:
+            inside += sends[end][1]
+            end += 1
+        most = max(most, inside)
+        inside -= n
+    return most
+
+
+def measure(rate: float, workers: int, seconds: float) -> tuple[int, int, float, int]:
+    """(most in one wall-clock second, most in one sliding second, mean per whole second, whole
+    seconds counted)."""
     import redis
 
     sender_id = int(uuid.uuid4().int % 10**12) + 10**12
@@ -61,17 +82,22 @@ def measure(rate: float, workers: int, seconds: float) -> tuple[int, float, int]
         process.join()
     client = redis.Redis.from_url(BENCH_REDIS_URL)
     key = f"outreach:throttle:{sender_id}"
-    client.delete(key, *client.keys(f"{key}:second:*"))
+    client.delete(key, f"{key}:slots")
     per_second = Counter()
     for sent_at, n in sends:
         per_second[math.floor(sent_at)] += n
     whole = [per_second[s] for s in range(start, math.floor(end))]
-    return max(per_second.values()), sum(whole) / len(whole), len(whole)
+    return (
+        max(per_second.values()),
+        busiest_sliding_second(sends),
+        sum(whole) / len(whole),
+        len(whole),
+    )
 
 
 def run(quick: bool) -> list[Row]:
     seconds = 4 if quick else 8
-    most, mean, counted = measure(RATE, WORKERS, seconds)
+    most, sliding, mean, counted = measure(RATE, WORKERS, seconds)
     return [
         Row(
             f"throttle: most sent in one wall-clock second, {WORKERS} processes vs rate",
@@ -80,6 +106,14 @@ def run(quick: bool) -> list[Row]:
             "msg",
             "≤1.00x (never above the rate)",
             most <= RATE,
+        ),
+        Row(
+            f"throttle: most sent in one sliding second, {WORKERS} processes vs rate",
+            sliding,
+            RATE,
+            "msg",
+            "≤1.00x (never above the rate)",
+            sliding <= RATE,
         ),
         Row(
             f"throttle: mean per second over {counted} whole seconds vs rate",
