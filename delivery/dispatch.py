@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.db.models.functions import Substr
 from django.utils import timezone
 
@@ -31,9 +31,22 @@ from recipients.models import ListStatus, RecipientList
 
 
 def lease() -> timedelta:
-    """A claim not handed over within this is released again; one handed over but not recorded
-    within it becomes "unknown". Long enough for the throttle's longest wait."""
+    """The hand-over lease: a message handed to the provider whose result is not recorded within
+    this becomes "unknown". Long enough for the slowest provider call."""
     return timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
+
+
+def claim_lease(messages_per_second: float | None = None) -> timedelta:
+    """The claim lease: a claim not handed over within this goes back to the queue, so a dead
+    worker's claims wait about a minute, not the hand-over lease.
+
+    A live worker hands a tick's claims over within a tick or two, or, for a sender slower than
+    one message a tick, within one interval between its messages: that interval is added.
+    """
+    seconds = float(settings.DISPATCH_CLAIM_LEASE_SECONDS)
+    if messages_per_second:
+        seconds += max(tick_seconds(), 1 / messages_per_second)
+    return timedelta(seconds=seconds)
 
 
 # Statuses in which a message may still change on its own: a list with none of them is done.
@@ -179,17 +192,28 @@ def campaign_finish_if_done(campaign: Campaign, now: datetime) -> bool:
 
 
 def expire_leases(now: datetime) -> int:
-    """Claims whose lease ran out: never handed over → queued again; handed over → unknown."""
+    """Leases that ran out. A claim never handed over goes back to the queue, or, when its
+    campaign or list no longer sends, ends as Stop or the list's end leaves unsent messages; a
+    message handed over without a recorded result becomes "unknown"."""
     expired = Message.objects.filter(status=MessageStatus.SENDING, lease_until__lt=now)
-    requeued = expired.filter(handed_at__isnull=True).update(
-        status=MessageStatus.QUEUED, lease_until=None, eligible_at=now
+    claims = expired.filter(handed_at__isnull=True)
+    # The same outcomes as a hand-over refused for these statuses (delivery/sending.py).
+    ended = claims.filter(recipient_list__status=ListStatus.COMPLETED).update(
+        status=MessageStatus.NOT_CONTACTED, lease_until=None, final_at=now
     )
+    stopped = Q(recipient_list__status=ListStatus.STOPPED) | ~Q(
+        campaign__status__in=[Status.IN_PROGRESS, Status.PAUSED]
+    )
+    cancelled = claims.filter(stopped).update(
+        status=MessageStatus.CANCELLED, lease_until=None, final_at=now
+    )
+    requeued = claims.update(status=MessageStatus.QUEUED, lease_until=None, eligible_at=now)
     unknown = expired.filter(handed_at__isnull=False).update(
         status=MessageStatus.UNKNOWN,
         lease_until=None,
         error_message="No result recorded before the lease expired; the provider may have it.",
     )
-    return requeued + unknown
+    return ended + cancelled + requeued + unknown
 
 
 def assume_delivered(now: datetime) -> int:
@@ -204,17 +228,21 @@ def assume_delivered(now: datetime) -> int:
 # ---------------------------------------------------------------- release
 
 
-def _budget(campaign: Campaign) -> int:
-    """How many to claim this tick: the sender's rate over one tick, less claims still waiting."""
+def _budget(campaign: Campaign, now: datetime) -> int:
+    """How many to claim this tick: the sender's rate over one tick, less live claims still
+    waiting to be handed over (an expired one belongs to a dead worker and is not waited for)."""
     per_tick = math.ceil(campaign.sender.messages_per_second * tick_seconds())
     waiting = Message.objects.filter(
-        campaign=campaign, status=MessageStatus.SENDING, handed_at__isnull=True
+        campaign=campaign,
+        status=MessageStatus.SENDING,
+        handed_at__isnull=True,
+        lease_until__gt=now,
     ).count()
     return max(0, per_tick - waiting)
 
 
 def _release(campaign: Campaign, now: datetime, send: SendBatch, report: TickReport) -> int:
-    budget = _budget(campaign)
+    budget = _budget(campaign, now)
     if not budget:
         return 0
     lists = {
@@ -253,7 +281,11 @@ def _release(campaign: Campaign, now: datetime, send: SendBatch, report: TickRep
             report.opted_out += Message.objects.filter(
                 pk__any=ids, status=MessageStatus.QUEUED
             ).update(status=MessageStatus.OPTED_OUT, final_at=now)
-        claimed = claim([mid for mid, address in open_now if address not in suppressed], now=now)
+        claimed = claim(
+            [mid for mid, address in open_now if address not in suppressed],
+            now=now,
+            lease_for=claim_lease(campaign.sender.messages_per_second),
+        )
     # Only after the claims are committed: a crash while sending must find them claimed.
     size = max(1, min(MAX_BATCH[campaign.channel], len(claimed)))
     for start in range(0, len(claimed), size):
@@ -280,18 +312,22 @@ def _due_candidates(
     return list(due)
 
 
-def claim(message_ids: Iterable[int], *, now: datetime) -> list[int]:
-    """Marks queued messages as sending with a lease; returns those this call claimed."""
+def claim(
+    message_ids: Iterable[int], *, now: datetime, lease_for: timedelta | None = None
+) -> list[int]:
+    """Marks queued messages as sending with a claim lease (`claim_lease()` unless given);
+    returns those this call claimed."""
     ids = list(message_ids)
     if not ids:
         return []
     table = Message._meta.db_table
     among, among_params = ids_condition("id", ids)
+    lease_until = now + (lease_for or claim_lease())
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET status = %s, lease_until = %s, handed_at = NULL"
             f" WHERE {among} AND status = %s RETURNING id",
-            [MessageStatus.SENDING, now + lease(), *among_params, MessageStatus.QUEUED],
+            [MessageStatus.SENDING, lease_until, *among_params, MessageStatus.QUEUED],
         )
         return sorted(row[0] for row in cursor.fetchall())
 

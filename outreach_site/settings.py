@@ -237,8 +237,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The dispatcher ticks this often (seconds) and claims one tick's worth of each sender's rate.
 DISPATCH_TICK_SECONDS = env_int("DISPATCH_TICK_SECONDS", 2, minimum=1)
-# How long a claimed message may stay "sending" before the dispatcher looks at it again.
+# How long a message handed to the provider may stay "sending" without a recorded result before
+# it becomes "unknown" (the hand-over lease).
 DISPATCH_LEASE_SECONDS = env_int("DISPATCH_LEASE_SECONDS", 300, minimum=5)
+# How long a claim may wait in a worker before it is handed over; a dead worker's claims go back
+# to the queue after this (plus a slow sender's interval between two messages).
+DISPATCH_CLAIM_LEASE_SECONDS = env_int("DISPATCH_CLAIM_LEASE_SECONDS", 60, minimum=5)
 # An SMS accepted by the provider with no final status after this long is assumed delivered.
 ASSUMED_DELIVERED_AFTER_HOURS = env_int("ASSUMED_DELIVERED_AFTER_HOURS", 24)
 

@@ -29,6 +29,7 @@ class CeleryProcesses:
         tmp_path: Path,
         tick_seconds: int = 1,
         lease_seconds: int = 8,
+        claim_lease_seconds: int = 8,
     ):
         db = connection.settings_dict
         self.env = {
@@ -43,6 +44,7 @@ class CeleryProcesses:
             "SENDGRID_WEBHOOK_PUBLIC_KEY": settings.SENDGRID_WEBHOOK_PUBLIC_KEY,
             "DISPATCH_TICK_SECONDS": str(tick_seconds),
             "DISPATCH_LEASE_SECONDS": str(lease_seconds),
+            "DISPATCH_CLAIM_LEASE_SECONDS": str(claim_lease_seconds),
             "PROVIDER_TIMEOUT_SECONDS": str(settings.PROVIDER_TIMEOUT_SECONDS),
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "PYTHONUNBUFFERED": "1",

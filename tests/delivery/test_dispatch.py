@@ -21,6 +21,7 @@ from delivery.selectors import lists_progress
 from delivery.sending import hand_over
 from delivery.services import suppression_add
 from recipients.models import ListStatus, RecipientList
+from recipients.services import recipient_list_stop
 from tests.factories import CampaignFactory, MessageFactory, RecipientListFactory
 
 ALL_WEEK = {str(d): ["00:00", "23:59"] for d in range(7)}
@@ -267,6 +268,7 @@ def test_a_message_handed_over_late_in_its_batch_gets_the_whole_lease_for_its_ca
     # Claimed with the batch, handed over just before the claim's lease ran out: the provider
     # call must not be declared "unknown" while it is still in flight.
     settings.DISPATCH_LEASE_SECONDS = 60
+    settings.DISPATCH_CLAIM_LEASE_SECONDS = 60
     recipient_list = make_list(campaign, start=utc(2026, 3, 1))
     # Handed over only while its list is In Progress, as a tick leaves it before claiming.
     RecipientList.objects.filter(pk=recipient_list.pk).update(status=ListStatus.IN_PROGRESS)
@@ -434,3 +436,106 @@ def test_retry_one_message_by_id_stays_inside_the_campaign(tenants, ready):
         campaign_retry(campaign=campaign, user=tenants.admin, message_ids=[theirs.pk])
     assert campaign_retry(campaign=campaign, user=tenants.admin, message_ids=[mine.pk]) == 1
     assert status_of(theirs) == MessageStatus.FAILED
+
+
+# ---------------------------------------------------------------- after a worker crash
+
+
+@pytest.fixture
+def leases(settings):
+    """A one-minute claim lease beside the five-minute hand-over lease, as deployed."""
+    settings.DISPATCH_CLAIM_LEASE_SECONDS = 60
+    settings.DISPATCH_LEASE_SECONDS = 300
+    settings.DISPATCH_TICK_SECONDS = 2
+
+
+def test_it_queues_a_claim_never_handed_over_again_within_about_a_minute(campaign, leases):
+    campaign.schedule = ALL_WEEK
+    campaign.save()
+    [message] = queue(make_list(campaign, start=utc(2026, 3, 1)), "UTC")
+    claimed_at = utc(2026, 3, 3, 12)
+    assert message.pk in tick(claimed_at)[0].ids
+    # Its worker died. The claim lease is a minute plus a tick of its 1/s sender.
+    assert not tick(claimed_at + timedelta(seconds=61))[0].ids
+    assert status_of(message) == MessageStatus.SENDING
+    sent, report = tick(claimed_at + timedelta(seconds=63))
+    assert report.expired == 1 and message.pk in sent.ids
+
+
+def test_stale_claims_never_eat_the_senders_budget(campaign, leases):
+    campaign.sender.rate_limit = 5
+    campaign.sender.save()
+    campaign.schedule = ALL_WEEK
+    campaign.save()
+    queue(make_list(campaign, start=utc(2026, 3, 1)), "UTC", n=30)
+    claimed_at = utc(2026, 3, 3, 12)
+    dead = tick(claimed_at)[0].ids
+    assert len(dead) == 10
+    # Live claims count against the budget until their lease runs out …
+    assert not tick(claimed_at + timedelta(seconds=30))[0].ids
+    # … then the dead worker's claims count no more: a whole tick's worth goes again.
+    again = tick(claimed_at + timedelta(seconds=63))[0].ids
+    assert len(again) == 10
+
+
+def test_a_worker_handing_over_after_the_claim_lease_finds_nothing_to_hand_over(campaign, leases):
+    recipient_list = make_list(campaign, start=utc(2026, 3, 1))
+    RecipientList.objects.filter(pk=recipient_list.pk).update(status=ListStatus.IN_PROGRESS)
+    [message] = queue(recipient_list, "UTC")
+    claimed_at = utc(2026, 3, 3, 12)
+    assert claim([message.pk], now=claimed_at) == [message.pk]
+    assert hand_over([message.pk], now=claimed_at + timedelta(seconds=61)) == set()
+    # The dispatcher's again: queued, and released once more.
+    expire_leases(claimed_at + timedelta(seconds=61))
+    assert status_of(message) == MessageStatus.QUEUED
+
+
+def test_claims_orphaned_by_a_stop_end_cancelled_not_queued_forever(tenants, ready, leases):
+    campaign = ready()
+    orphans = queue(campaign.recipient_lists.get(), "UTC", n=2)
+    campaign_run(campaign=campaign, user=tenants.admin)
+    claimed_at = timezone.now()
+    assert tick(claimed_at)[0].ids == {m.pk for m in orphans}
+    # Their worker dies; then the campaign is stopped, which cancels what is still queued.
+    assert campaign_stop(campaign=Campaign.objects.get(pk=campaign.pk), user=tenants.admin) == 0
+    tick(claimed_at + timedelta(minutes=2))
+    assert {status_of(m) for m in orphans} == {MessageStatus.CANCELLED}
+    pending = [MessageStatus.QUEUED, MessageStatus.SENDING]
+    assert not Message.objects.filter(campaign=campaign, status__in=pending).exists()
+
+
+def test_claims_orphaned_in_a_stopped_list_end_cancelled_and_the_campaign_finishes(
+    tenants, ready, leases
+):
+    campaign = ready()
+    stopped = campaign.recipient_lists.get()
+    [orphan] = queue(stopped, "UTC")
+    [failed] = queue(make_list(campaign, start=utc(2026, 3, 1)), "UTC")
+    Message.objects.filter(pk=failed.pk).update(status=MessageStatus.FAILED)
+    campaign_run(campaign=campaign, user=tenants.admin)
+    claimed_at = timezone.now()
+    assert tick(claimed_at)[0].ids == {orphan.pk}
+    recipient_list_stop(recipient_list=stopped, user=tenants.admin)
+    tick(claimed_at + timedelta(minutes=2))
+    assert status_of(orphan) == MessageStatus.CANCELLED
+    # Nothing is left queued, so the campaign finishes, and retry and delete behave.
+    campaign.refresh_from_db()
+    assert campaign.status == Status.COMPLETE_WITH_ERRORS
+    assert {"retry", "delete"} <= campaign.allowed_actions
+    assert campaign_retry(campaign=campaign, user=tenants.admin) == 1
+    assert failed.pk in tick(claimed_at + timedelta(minutes=3))[0].ids
+
+
+def test_claims_orphaned_past_their_lists_end_are_not_contacted(campaign, leases):
+    campaign.schedule = ALL_WEEK
+    campaign.save()
+    claimed_at = utc(2026, 3, 3, 12)
+    recipient_list = make_list(
+        campaign, start=utc(2026, 3, 1), end=claimed_at + timedelta(seconds=30)
+    )
+    [orphan] = queue(recipient_list, "UTC")
+    assert orphan.pk in tick(claimed_at)[0].ids
+    tick(claimed_at + timedelta(seconds=40))  # the list ends with the claim still out
+    tick(claimed_at + timedelta(minutes=2))
+    assert status_of(orphan) == MessageStatus.NOT_CONTACTED
+    assert Campaign.objects.get(pk=campaign.pk).status == Status.COMPLETE

@@ -5,6 +5,8 @@ import time
 
 import pytest
 
+from campaigns.models import Campaign
+from campaigns.services import campaign_stop
 from delivery.models import Message, MessageStatus
 from tests.faults.conftest import (
     accepted_per_message,
@@ -88,3 +90,35 @@ def test_a_worker_killed_between_send_and_record_never_sends_twice(
     statuses = dict(Message.objects.filter(pk__in=in_flight).values_list("id", "status"))
     assert set(statuses.values()) <= {MessageStatus.DELIVERED, MessageStatus.UNKNOWN}
     assert all(accepted_per_message(sandbox)[mid] <= 1 for mid in in_flight)
+
+
+def test_stop_while_claims_are_orphaned_cancels_them_within_the_claim_lease(
+    tenants, sandbox, celery_processes
+):
+    sandbox.configure(delivered_ratio=1.0, stop_reply_ratio=0.0)
+    # Claims go back (here: cancelled) five seconds, plus a tick, after their worker died.
+    celery_processes.env["DISPATCH_CLAIM_LEASE_SECONDS"] = "5"
+    campaign = start_campaign(tenants, n=24, rate=4)
+    first = celery_processes.worker("w1")
+    celery_processes.beat()
+    claimed = Message.objects.filter(
+        campaign=campaign, status=MessageStatus.SENDING, handed_at__isnull=True
+    )
+    wait_for(lambda: claimed.exists() and Message.objects.filter(handed_at__isnull=False).exists())
+    celery_processes.kill(first, signal.SIGKILL)
+    orphans = set(claimed.values_list("id", flat=True))
+    stopped_at = time.time()
+    campaign_stop(campaign=Campaign.objects.get(pk=campaign.pk), user=tenants.admin)
+    # The beat ticks on through another worker; nothing of the campaign may stay queued.
+    celery_processes.worker("w2")
+    pending = Message.objects.filter(
+        campaign=campaign, status__in=[MessageStatus.QUEUED, MessageStatus.SENDING]
+    )
+    wait_for(lambda: not pending.exists(), timeout=60)
+    sandbox.wait_idle(10)
+    assert orphans
+    statuses = set(Message.objects.filter(pk__in=orphans).values_list("status", flat=True))
+    assert statuses == {MessageStatus.CANCELLED}
+    late = [r for r in sandbox.received if r["at"] > stopped_at and set(r["message_ids"]) & orphans]
+    assert not late
+    assert_invariants(campaign, sandbox, rate=4)
