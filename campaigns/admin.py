@@ -167,6 +167,8 @@ CAMPAIGN_LIFECYCLE_FIELDS = [
     "created_by",
     "created_at",
     "last_activity_at",
+    "error",
+    "error_at",
 ]
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from delivery.windows import WeeklyHours, weekly_hours
 from orgs.models import Organization
+from orgs.parsing import EARLIEST, LATEST, OUT_OF_RANGE
 
 
 class Channel(models.TextChoices):
@@ -251,6 +252,8 @@ ALLOWED_ACTIONS: dict[str, frozenset[Status]] = {
     "stop": frozenset({Status.SCHEDULED, Status.IN_PROGRESS, Status.PAUSED}),
     "retry": frozenset({Status.COMPLETE_WITH_ERRORS, Status.ACTIVE_RETRIES}),
 }
+# The statuses the dispatcher works on: an error of its tick is shown only in these.
+TICKED = frozenset({Status.SCHEDULED, Status.IN_PROGRESS, Status.PAUSED, Status.ACTIVE_RETRIES})
 
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
@@ -286,6 +289,10 @@ class Campaign(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     last_activity_at = models.DateTimeField(default=timezone.now)
+    # Set by a dispatcher tick that failed for this campaign, cleared by the next one that works
+    # (delivery/dispatch.py): what went wrong, for operators, and since when.
+    error = models.CharField(max_length=500, blank=True)
+    error_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -297,11 +304,25 @@ class Campaign(models.Model):
                 condition=models.Q(status__in=["in_progress", "paused"]),
                 name="one_running_campaign_per_channel",
                 violation_error_message="Another campaign of this channel is already running.",
-            )
+            ),
+            # PostgreSQL stores instants psycopg cannot read back (9999-12-31 23:59 in New York
+            # is year 10000 in UTC), and a row it cannot read breaks every page and tick that
+            # reads it: the database keeps to the range the forms check (orgs.parsing).
+            models.CheckConstraint(
+                condition=models.Q(run_at__gte=EARLIEST, run_at__lt=LATEST)
+                | models.Q(run_at__isnull=True),
+                name="campaign_run_at_in_range",
+                violation_error_message=OUT_OF_RANGE,
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def stopped_by_error(self) -> bool:
+        """Whether the dispatcher's last tick failed for this campaign (see `error`)."""
+        return self.error_at is not None and self.status in TICKED
 
     def can(self, action: str) -> bool:
         return self.status in ALLOWED_ACTIONS[action]
@@ -322,11 +343,26 @@ class Campaign(models.Model):
 
     @property
     def open_days(self) -> dict[int, tuple[time, time]]:
-        """The schedule as weekday → (open, close) local times, open days only."""
-        return {
-            int(day): (time.fromisoformat(hours[0]), time.fromisoformat(hours[1]))
-            for day, hours in sorted(self.schedule.items(), key=lambda kv: int(kv[0]))
-        }
+        """The schedule as weekday → (open, close) local times, open days only; a day stored in
+        a shape no form writes is left out (see `schedule_problem`), so pages still show."""
+        days = {}
+        schedule = self.schedule if isinstance(self.schedule, dict) else {}
+        for day, hours in schedule.items():
+            try:
+                days[int(day)] = (time.fromisoformat(hours[0]), time.fromisoformat(hours[1]))
+            except (TypeError, ValueError, IndexError, KeyError):
+                continue
+        return dict(sorted(days.items()))
+
+    @property
+    def schedule_problem(self) -> str:
+        """Why the stored schedule cannot be read, or "" when it can: the dispatcher does not
+        send by a schedule it cannot read, and the pages say so instead of guessing."""
+        try:
+            weekly_hours(self.schedule)
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+            return "The weekly schedule stored for this campaign cannot be read."
+        return ""
 
     @property
     def schedule_rows(self) -> list[tuple[str, tuple[time, time] | None]]:

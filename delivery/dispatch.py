@@ -6,17 +6,19 @@ needs looking at, indexed for queued messages. Those outside their window are mo
 next window, so a tick costs the same with ten thousand or ten million messages queued.
 """
 
+import contextlib
 import functools
+import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Count, Q
-from django.db.models.functions import Substr
+from django.db import DatabaseError, connection, models, transaction
+from django.db.models import Count, F, Q, QuerySet, Value
+from django.db.models.functions import Coalesce, Substr
 from django.utils import timezone
 
 from campaigns.models import Campaign, Channel, Status
@@ -28,6 +30,8 @@ from delivery.lookups import ids_condition
 from delivery.models import Message, MessageStatus
 from delivery.services import suppressed_addresses
 from recipients.models import ListStatus, RecipientList
+
+log = logging.getLogger(__name__)
 
 
 def lease() -> timedelta:
@@ -56,6 +60,8 @@ FAILED = (MessageStatus.FAILED, MessageStatus.UNDELIVERED, MessageStatus.BOUNCED
 MAX_BATCH = {Channel.SMS: 200, Channel.EMAIL: 1000}
 
 SendBatch = Callable[[list[int]], object]
+# A unit of a tick's work: (Campaign, id) or (RecipientList, id).
+Unit = tuple[type[models.Model], int]
 
 
 @dataclass
@@ -68,6 +74,12 @@ class TickReport:
     expired: int = 0
     assumed_delivered: int = 0
     finished: list[str] = field(default_factory=list)
+    # The units that failed this tick, with their first error, and those that worked.
+    errors: dict[Unit | None, Exception] = field(default_factory=dict)
+    worked: set[Unit] = field(default_factory=set)
+
+    def fail(self, unit: Unit | None, error: Exception) -> None:
+        self.errors.setdefault(unit, error)
 
     def lines(self) -> list[str]:
         out = [f"Tick at {self.now.isoformat()}"]
@@ -79,6 +91,7 @@ class TickReport:
         for label in ("rescheduled", "opted_out", "expired", "assumed_delivered"):
             if getattr(self, label):
                 out.append(f"  {label.replace('_', ' ')}: {getattr(self, label)}")
+        out += [f"  error in {_unit_name(unit)}: {describe(e)}" for unit, e in self.errors.items()]
         return out
 
 
@@ -87,27 +100,35 @@ def tick_seconds() -> float:
 
 
 def dispatch_tick(now: datetime | None = None, *, send: SendBatch | None = None) -> TickReport:
-    """Runs one tick at `now`; batches go to `send` (default: the Celery task, after commit)."""
+    """Runs one tick at `now`; batches go to `send` (default: the Celery task, after commit).
+
+    Every campaign's and every list's work is a unit of its own (see `_unit`): one that fails —
+    a row the database driver cannot read, a schedule that does not parse — is rolled back,
+    logged and marked as erroring on its row, and the tick goes on with the others.
+    """
     # The batches' clock shows the tick's instant, so a tick at a chosen `now` sends that day.
     clock = Clock.at(now)
     now = now or timezone.now()
     send = send or functools.partial(_enqueue, clock=clock)
     report = TickReport(now=now)
-    _start_scheduled_campaigns(now, report)
-    report.expired = expire_leases(now)
-    report.assumed_delivered = assume_delivered(now)
-    campaigns = Campaign.objects.filter(
-        status__in=[Status.IN_PROGRESS, Status.PAUSED]
-    ).select_related("sender", "org")
-    for campaign in campaigns:
-        _move_lists(campaign, now)
-        if campaign.status == Status.IN_PROGRESS:
-            released = _release(campaign, now, send, report)
-            if released:
-                report.released[campaign.name] = released
-    for campaign in Campaign.objects.filter(status__in=[Status.IN_PROGRESS, Status.ACTIVE_RETRIES]):
-        if campaign_finish_if_done(campaign, now):
-            report.finished.append(campaign.name)
+    due = Campaign.objects.filter(status=Status.SCHEDULED, run_at__lte=now).order_by("run_at")
+    for campaign_id in _ids(due):
+        with _unit(report, Campaign, campaign_id):
+            _start_scheduled(campaign_id, now, report)
+    with _unit(report):
+        report.expired = expire_leases(now)
+    with _unit(report):
+        report.assumed_delivered = assume_delivered(now)
+    running = Campaign.objects.filter(status__in=[Status.IN_PROGRESS, Status.PAUSED])
+    for campaign_id in _ids(running):
+        _run(campaign_id, now, send, report)
+    finishing = Campaign.objects.filter(status__in=[Status.IN_PROGRESS, Status.ACTIVE_RETRIES])
+    for campaign_id in _ids(finishing):
+        with _unit(report, Campaign, campaign_id):
+            campaign = _campaign(campaign_id)
+            if campaign_finish_if_done(campaign, now):
+                report.finished.append(campaign.name)
+    record_tick_errors(report)
     return report
 
 
@@ -117,42 +138,145 @@ def _enqueue(ids: list[int], *, clock: Clock) -> None:
     transaction.on_commit(lambda: send_batch.delay(ids, clock.offset_seconds))
 
 
+def _ids(queryset: QuerySet) -> list[int]:
+    # Only ids: one row whose other columns cannot be read must not take the others with it.
+    return list(queryset.values_list("pk", flat=True))
+
+
+def _campaign(campaign_id: int) -> Campaign:
+    return Campaign.objects.select_related("sender", "org").get(pk=campaign_id)
+
+
+def _run(campaign_id: int, now: datetime, send: SendBatch, report: TickReport) -> None:
+    """A running campaign's tick: its lists moved, then (In Progress) its due messages released."""
+    campaign = None
+    with _unit(report, Campaign, campaign_id):
+        campaign = _campaign(campaign_id)
+    if campaign is None:
+        return
+    _move_lists(campaign, now, report)
+    if campaign.status != Status.IN_PROGRESS:
+        return
+    claimed: list[int] = []
+    with _unit(report, Campaign, campaign_id):
+        claimed = _claim_due(campaign, now, report)
+    # Outside the unit's transaction: a crash while sending must find the claims committed.
+    with _unit(report, Campaign, campaign_id, atomic=False):
+        size = max(1, min(MAX_BATCH[campaign.channel], len(claimed)))
+        for start in range(0, len(claimed), size):
+            send(claimed[start : start + size])
+    if claimed:
+        report.released[campaign.name] = len(claimed)
+
+
+# ---------------------------------------------------------------- one unit, and its errors
+
+
+@contextlib.contextmanager
+def _unit(
+    report: TickReport,
+    model: type[models.Model] | None = None,
+    pk: int | None = None,
+    *,
+    atomic: bool = True,
+) -> Iterator[None]:
+    """Runs the block as one unit of the tick: in its own transaction (a savepoint inside one),
+    so a failure rolls back only its own work; the error is kept for `record_tick_errors` and
+    the tick goes on. A unit without a model is the whole tick's (leases, assumed delivery)."""
+    unit = (model, pk) if model is not None and pk is not None else None
+    try:
+        with transaction.atomic() if atomic else contextlib.nullcontext():
+            yield
+    except Exception as error:
+        if isinstance(error, DatabaseError) and not connection.is_usable():
+            raise  # the database itself is gone: the whole tick fails, no campaign is to blame
+        report.fail(unit, error)
+    else:
+        if unit is not None:
+            report.worked.add(unit)
+
+
+def describe(error: Exception) -> str:
+    """An error as stored on its campaign or list, for operators (the page says it in words)."""
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+def _unit_name(unit: Unit | None) -> str:
+    if unit is None:
+        return "the tick"
+    model, pk = unit
+    return f"{model._meta.verbose_name} {pk}"
+
+
+def record_tick_errors(report: TickReport) -> None:
+    """Marks the campaigns and lists that failed this tick as erroring, and clears the mark of
+    those that worked.
+
+    The error is logged (ERROR, with its traceback) when a unit starts failing or fails
+    differently, not on every tick it keeps failing; its row keeps the instant it started.
+    """
+    for unit, error in report.errors.items():
+        if unit is None:
+            log.error("Dispatcher tick at %s: %s", report.now, describe(error), exc_info=error)
+            continue
+        model, pk = unit
+        text = describe(error)
+        changed = (
+            model.objects.filter(pk=pk)
+            .exclude(error=text, error_at__isnull=False)
+            .update(
+                error=text,
+                error_at=Coalesce(F("error_at"), Value(report.now, models.DateTimeField())),
+            )
+        )
+        if changed:
+            log.error(
+                "Dispatcher tick at %s: %s stopped by an error; the others go on: %s",
+                report.now,
+                _unit_name(unit),
+                text,
+                exc_info=error,
+            )
+    for model, pk in report.worked - set(report.errors):
+        if model.objects.filter(pk=pk, error_at__isnull=False).update(error="", error_at=None):
+            log.info("Dispatcher tick at %s: %s works again", report.now, _unit_name((model, pk)))
+
+
 # ---------------------------------------------------------------- campaigns and lists
 
 
-def _start_scheduled_campaigns(now: datetime, report: TickReport) -> None:
-    due = Campaign.objects.filter(status=Status.SCHEDULED, run_at__lte=now).order_by("run_at")
-    for campaign in due:
-        if campaign_start(campaign, now=now, actor=None):
-            report.started.append(campaign.name)
+def _start_scheduled(campaign_id: int, now: datetime, report: TickReport) -> None:
+    campaign = Campaign.objects.select_related("org").get(pk=campaign_id)
+    if campaign_start(campaign, now=now, actor=None):
+        report.started.append(campaign.name)
 
 
-def _move_lists(campaign: Campaign, now: datetime) -> None:
-    """Starts lists whose start has come and ends lists whose end has passed."""
-    RecipientList.objects.filter(
-        campaign=campaign, status=ListStatus.SCHEDULED, start_at__lte=now
-    ).update(status=ListStatus.IN_PROGRESS)
-    ended = RecipientList.objects.filter(
-        campaign=campaign,
-        status__in=[ListStatus.SCHEDULED, ListStatus.IN_PROGRESS],
-        end_at__lte=now,
+def _move_lists(campaign: Campaign, now: datetime, report: TickReport) -> None:
+    """Starts lists whose start has come and ends lists whose end has passed, each on its own."""
+    lists = RecipientList.objects.filter(campaign=campaign)
+    starting = _ids(lists.filter(status=ListStatus.SCHEDULED, start_at__lte=now))
+    ending = _ids(
+        lists.filter(status__in=[ListStatus.SCHEDULED, ListStatus.IN_PROGRESS], end_at__lte=now)
     )
-    for recipient_list in ended:
-        with transaction.atomic():
-            Message.objects.filter(
-                recipient_list=recipient_list, status=MessageStatus.QUEUED
-            ).update(status=MessageStatus.NOT_CONTACTED, final_at=now)
-            recipient_list.status = ListStatus.COMPLETED
-            recipient_list.save(update_fields=["status"])
+    for list_id in starting:
+        with _unit(report, RecipientList, list_id):
+            RecipientList.objects.filter(pk=list_id, status=ListStatus.SCHEDULED).update(
+                status=ListStatus.IN_PROGRESS
+            )
+    for list_id in ending:
+        with _unit(report, RecipientList, list_id):
+            Message.objects.filter(recipient_list_id=list_id, status=MessageStatus.QUEUED).update(
+                status=MessageStatus.NOT_CONTACTED, final_at=now
+            )
+            RecipientList.objects.filter(pk=list_id).update(status=ListStatus.COMPLETED)
 
 
 def campaign_finish_if_done(campaign: Campaign, now: datetime) -> bool:
     """Completes lists with nothing pending, then the campaign when all its lists are done."""
     lists = RecipientList.objects.filter(campaign=campaign, status=ListStatus.IN_PROGRESS)
-    for recipient_list in lists:
-        if not recipient_list.messages.filter(status__in=PENDING).exists():
-            recipient_list.status = ListStatus.COMPLETED
-            recipient_list.save(update_fields=["status"])
+    for list_id in _ids(lists):
+        if not Message.objects.filter(recipient_list_id=list_id, status__in=PENDING).exists():
+            RecipientList.objects.filter(pk=list_id).update(status=ListStatus.COMPLETED)
     if RecipientList.objects.filter(
         campaign=campaign, status__in=[ListStatus.SCHEDULED, ListStatus.IN_PROGRESS]
     ).exists():
@@ -241,56 +365,65 @@ def _budget(campaign: Campaign, now: datetime) -> int:
     return max(0, per_tick - waiting)
 
 
-def _release(campaign: Campaign, now: datetime, send: SendBatch, report: TickReport) -> int:
+def _open_lists(campaign: Campaign, report: TickReport) -> dict[int, RecipientList]:
+    """The campaign's lists in progress, each read on its own: one that cannot be read is a
+    failed unit, and the others are released without it."""
+    found: dict[int, RecipientList] = {}
+    in_progress = RecipientList.objects.filter(campaign=campaign, status=ListStatus.IN_PROGRESS)
+    for list_id in _ids(in_progress):
+        with _unit(report, RecipientList, list_id):
+            found[list_id] = RecipientList.objects.get(pk=list_id)
+    return found
+
+
+def _claim_due(campaign: Campaign, now: datetime, report: TickReport) -> list[int]:
+    """Claims the campaign's due messages inside their window, up to its budget; returns them."""
     budget = _budget(campaign, now)
     if not budget:
-        return 0
-    lists = {
-        rl.pk: rl
-        for rl in RecipientList.objects.filter(campaign=campaign, status=ListStatus.IN_PROGRESS)
-    }
+        return []
+    lists = _open_lists(campaign, report)
     if not lists:
-        return 0
-    claimed: list[int] = []
-    with transaction.atomic():
-        # Fetch a few more than the budget: some will turn out to be outside their window.
-        candidates = _due_candidates(campaign, now, list(lists), budget * 2)
-        if not candidates:
-            return 0
-        rules = WindowRules(campaign)
-        open_now: list[tuple[int, str]] = []
-        later: dict[datetime | None, list[int]] = defaultdict(list)
-        for message_id, address, tz, list_id in candidates:
-            recipient_list = lists[list_id]
+        return []
+    rules = WindowRules(campaign)
+    # Fetch a few more than the budget: some will turn out to be outside their window.
+    candidates = _due_candidates(campaign, now, list(lists), budget * 2)
+    open_now: list[tuple[int, str]] = []
+    later: dict[datetime | None, list[int]] = defaultdict(list)
+    for message_id, address, tz, list_id in candidates:
+        recipient_list = lists.get(list_id)
+        if recipient_list is None:
+            continue  # its list failed earlier in this loop
+        try:
             when = rules.next_eligible(now, address, tz, recipient_list)
-            if when is not None and when <= now:
-                open_now.append((message_id, address))
-            else:
-                later[when or recipient_list.end_at].append(message_id)
-        for when, ids in later.items():
-            Message.objects.filter(pk__any=ids, status=MessageStatus.QUEUED).update(
-                eligible_at=when or now + timedelta(days=7)
-            )
-            report.rescheduled += len(ids)
-        open_now = open_now[:budget]
-        suppressed = suppressed_addresses(
-            org_id=campaign.org_id, addresses=[address for _, address in open_now]
+        except Exception as error:
+            # A list whose dates (or a recipient's timezone) the window rule cannot read stops
+            # that list only.
+            report.fail((RecipientList, list_id), error)
+            del lists[list_id]
+            continue
+        if when is not None and when <= now:
+            open_now.append((message_id, address))
+        else:
+            later[when or recipient_list.end_at].append(message_id)
+    for when, ids in later.items():
+        Message.objects.filter(pk__any=ids, status=MessageStatus.QUEUED).update(
+            eligible_at=when or now + timedelta(days=7)
         )
-        if suppressed:
-            ids = [mid for mid, address in open_now if address in suppressed]
-            report.opted_out += Message.objects.filter(
-                pk__any=ids, status=MessageStatus.QUEUED
-            ).update(status=MessageStatus.OPTED_OUT, final_at=now)
-        claimed = claim(
-            [mid for mid, address in open_now if address not in suppressed],
-            now=now,
-            lease_for=claim_lease(campaign.sender.messages_per_second),
+        report.rescheduled += len(ids)
+    open_now = open_now[:budget]
+    suppressed = suppressed_addresses(
+        org_id=campaign.org_id, addresses=[address for _, address in open_now]
+    )
+    if suppressed:
+        ids = [mid for mid, address in open_now if address in suppressed]
+        report.opted_out += Message.objects.filter(pk__any=ids, status=MessageStatus.QUEUED).update(
+            status=MessageStatus.OPTED_OUT, final_at=now
         )
-    # Only after the claims are committed: a crash while sending must find them claimed.
-    size = max(1, min(MAX_BATCH[campaign.channel], len(claimed)))
-    for start in range(0, len(claimed), size):
-        send(claimed[start : start + size])
-    return len(claimed)
+    return claim(
+        [mid for mid, address in open_now if address not in suppressed],
+        now=now,
+        lease_for=claim_lease(campaign.sender.messages_per_second),
+    )
 
 
 def _due_candidates(

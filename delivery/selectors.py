@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import Case, Count, Q, QuerySet, Sum, When
 from django.utils import timezone
 
-from campaigns.models import Campaign, Channel, Status
+from campaigns.models import TICKED, Campaign, Channel, Status
 from delivery import windows
 from delivery.models import (
     NOT_SENT_STATUSES,
@@ -114,7 +114,7 @@ def send_plan(
             )
         )
     )
-    if not lists or not campaign.schedule:
+    if not lists or not campaign.schedule or campaign.schedule_problem:
         return None
     groups = queued_groups(campaign, recipient_list=recipient_list)
     queued = sum(group.count for group in groups)
@@ -268,6 +268,22 @@ def organization_overview(*, org: Organization, now: datetime | None = None) -> 
     replies = InboundMessage.objects.filter(org=org, kind=ReplyKind.REPLY)
     return {
         "campaigns": campaigns,
+        # Every one the dispatcher stopped by an error, not only those among the ten shown.
+        "stopped_by_error": list(
+            Campaign.objects.filter(org=org, error_at__isnull=False, status__in=TICKED)
+            .order_by("error_at")
+            .only("pk", "name", "error_at")[:10]
+        ),
+        "lists_stopped_by_error": list(
+            RecipientList.objects.filter(
+                org=org,
+                error_at__isnull=False,
+                status__in=[ListStatus.SCHEDULED, ListStatus.IN_PROGRESS],
+            )
+            .select_related("campaign")
+            .order_by("error_at")
+            .only("pk", "file_name", "error_at", "campaign__name")[:10]
+        ),
         "status_totals": [
             (Status(status).label, n)
             for status, n in Campaign.objects.filter(org=org)

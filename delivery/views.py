@@ -39,7 +39,7 @@ from delivery.selectors import (
 )
 from delivery.services import suppression_add, suppression_remove
 from orgs.access import admin_required, get_for_org, member_required, public
-from recipients.models import Contact
+from recipients.models import Contact, ListStatus
 from recipients.services import suppressions_import
 
 PAGE_SIZE = 50
@@ -166,8 +166,10 @@ def campaign_delivery_context(campaign: Campaign) -> dict:
     counts = status_counts(campaign=campaign)
     total = sum(counts.values())
     sent = total - sum(counts[s] for s in NOT_SENT_STATUSES)
+    # A schedule that cannot be read (the dispatcher stops on it too) is said, never guessed at.
+    readable = bool(campaign.schedule) and not campaign.schedule_problem
     narrowing = None
-    if campaign.channel == Channel.SMS and campaign.org.quiet_hours and campaign.schedule:
+    if campaign.channel == Channel.SMS and campaign.org.quiet_hours and readable:
         narrowing = windows.narrowing_description(campaign.weekly_hours)
     waiting_for = None
     if campaign.status == Status.SCHEDULED and campaign.run_at and campaign.run_at <= now():
@@ -181,7 +183,15 @@ def campaign_delivery_context(campaign: Campaign) -> dict:
         "plan": plan,
         "narrowing": narrowing,
         "waiting_for": waiting_for,
-        "status_words": analytics.status_in_words(campaign),
+        "status_words": analytics.status_in_words(campaign)
+        if readable
+        else campaign.get_status_display(),
+        "schedule_problem": campaign.schedule_problem,
+        "stopped_lists": list(
+            campaign.recipient_lists.filter(
+                error_at__isnull=False, status__in=[ListStatus.SCHEDULED, ListStatus.IN_PROGRESS]
+            ).only("pk", "file_name", "error_at")[:10]
+        ),
         "figures": analytics.campaign_figures(campaign, counts),
         "failures": analytics.failure_reasons(campaign) if total else [],
         "rate_per_minute": analytics.send_rate(campaign) if campaign.holds_channel else None,

@@ -6,6 +6,7 @@ from django.utils.timezone import now
 
 from campaigns.models import Campaign
 from orgs.models import Organization
+from orgs.parsing import EARLIEST, LATEST, OUT_OF_RANGE
 
 
 class Contact(models.Model):
@@ -65,10 +66,29 @@ class RecipientList(models.Model):
     )
     created_at = models.DateTimeField(default=now)
     stopped_at = models.DateTimeField(null=True, blank=True)
+    # Set by a dispatcher tick that failed for this list, cleared by the next one that works
+    # (delivery/dispatch.py): what went wrong, for operators, and since when.
+    error = models.CharField(max_length=500, blank=True)
+    error_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["campaign", "status"])]
+        constraints = [
+            # Instants every page, tick and the database driver can read (see the campaign's
+            # run_at): year 10000 in UTC is stored by PostgreSQL, never read back by psycopg.
+            models.CheckConstraint(
+                condition=models.Q(start_at__gte=EARLIEST, start_at__lt=LATEST),
+                name="recipient_list_start_in_range",
+                violation_error_message=OUT_OF_RANGE,
+            ),
+            models.CheckConstraint(
+                condition=models.Q(end_at__gte=EARLIEST, end_at__lt=LATEST)
+                | models.Q(end_at__isnull=True),
+                name="recipient_list_end_in_range",
+                violation_error_message=OUT_OF_RANGE,
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.file_name
@@ -76,6 +96,11 @@ class RecipientList(models.Model):
     @property
     def can_stop(self) -> bool:
         return self.status in (ListStatus.SCHEDULED, ListStatus.IN_PROGRESS)
+
+    @property
+    def stopped_by_error(self) -> bool:
+        """Whether the dispatcher's last tick failed for this list (see `error`)."""
+        return self.error_at is not None and self.can_stop
 
 
 def error_log_path(instance: "RejectedUpload", filename: str) -> str:

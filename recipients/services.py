@@ -24,6 +24,7 @@ from campaigns.services import activity_record
 from delivery.models import Message, MessageStatus, SuppressionReason
 from delivery.services import suppressions_add_bulk, suppressions_apply_to_list
 from orgs.models import Organization
+from orgs.parsing import EARLIEST, LATEST, local_instant
 from recipients.csv_reader import (
     CSV_TEMPLATE_ROWS,
     ErrorKind,
@@ -66,7 +67,13 @@ def _list_dates(
     *, start_at: datetime | None, end_at: datetime | None, tz: tzinfo, allow_past: bool = False
 ) -> tuple[datetime, datetime | None]:
     """The start and end a new list is stored with: a start in the past means now unless
-    `allow_past`, and the end must come after the start (named in `tz` if it does not)."""
+    `allow_past`, and the end must come after the start (named in `tz` if it does not). Both
+    stay within the years every form keeps dates to, whoever calls."""
+    for name, at in (("start", start_at), ("end", end_at)):
+        if at is not None and local_instant(at, at.tzinfo) is None:
+            raise ListDatesRefused(
+                f"The {name} is outside the years {EARLIEST.year} to {LATEST.year - 1}."
+            )
     now = timezone.now()
     start = start_at or now
     if not allow_past:

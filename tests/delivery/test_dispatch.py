@@ -1,8 +1,11 @@
 """The dispatcher's rules, one tick at a time at chosen instants (batches collected, not sent)."""
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import IntegrityError
 from django.utils import timezone
 
@@ -539,3 +542,17 @@ def test_claims_orphaned_past_their_lists_end_are_not_contacted(campaign, leases
     tick(claimed_at + timedelta(minutes=2))
     assert status_of(orphan) == MessageStatus.NOT_CONTACTED
     assert Campaign.objects.get(pk=campaign.pk).status == Status.COMPLETE
+
+
+@pytest.mark.parametrize("now", ["9999-12-31T23:59:00-05:00", "0001-01-01T00:00:00Z"])
+def test_the_dispatch_command_refuses_an_instant_outside_the_years_2000_to_2999(db, now):
+    with pytest.raises(CommandError, match="Give a date between the years 2000 and 2999"):
+        call_command("dispatch", "--once", "--now", now, stdout=io.StringIO())
+
+
+def test_the_dispatch_command_prints_what_stopped_a_campaign(campaign):
+    Campaign.objects.filter(pk=campaign.pk).update(schedule={"0": ["9am", "17:00"]})
+    queue(make_list(campaign, start=utc(2026, 3, 1)), "UTC")
+    out = io.StringIO()
+    call_command("dispatch", "--once", "--now", "2026-03-02T12:00:00Z", stdout=out)
+    assert f"error in campaign {campaign.pk}: ValueError" in out.getvalue()

@@ -1,7 +1,8 @@
 import csv
 import io
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -13,6 +14,7 @@ from django.utils import timezone
 from campaigns.models import ActivityEntry, Channel, Status
 from delivery.models import Message, MessageStatus
 from recipients.models import Contact, ListStatus, RecipientList, RejectedUpload
+from recipients.services import ListDatesRefused, recipient_list_import
 from tests.conftest import client_for
 from tests.factories import CampaignFactory
 
@@ -600,3 +602,42 @@ def test_an_import_waits_only_for_its_own_organizations_imports(tenants):
         holder.join(10)
     waiting.join(10)
     assert outcomes[acme].accepted
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--end", "9999-12-31T23:59"),  # year 10000 in UTC, from Chicago
+        ("--end", "2999-12-31T23:59-05:00"),
+        ("--start", "0001-01-01T00:00"),
+        ("--start", "1999-12-31T23:59Z"),
+    ],
+)
+def test_the_command_refuses_dates_outside_the_years_2000_to_2999(
+    sms_campaign, tmp_path, flag, value
+):
+    path = tmp_path / "good.csv"
+    path.write_text(GOOD_SMS, encoding="utf-8")
+    with pytest.raises(CommandError, match="Give a date between the years 2000 and 2999"):
+        call_command("import_recipients", sms_campaign.pk, str(path), flag, value)
+    assert not RecipientList.objects.exists()
+
+
+def test_the_command_refuses_a_day_that_does_not_exist(sms_campaign, tmp_path):
+    path = tmp_path / "good.csv"
+    path.write_text(GOOD_SMS, encoding="utf-8")
+    with pytest.raises(CommandError, match="is not an ISO 8601 date and time"):
+        call_command("import_recipients", sms_campaign.pk, str(path), "--end", "2031-02-30T09:00")
+
+
+def test_the_import_itself_refuses_dates_no_page_could_read(sms_campaign):
+    far = datetime(9999, 12, 31, 23, 59, tzinfo=ZoneInfo("America/New_York"))
+    with pytest.raises(ListDatesRefused, match="outside the years 2000 to 2999"):
+        recipient_list_import(
+            campaign=sms_campaign,
+            stream=io.BytesIO(GOOD_SMS.encode()),
+            file_name="far.csv",
+            start_at=timezone.now(),
+            end_at=far,
+            user=None,
+        )

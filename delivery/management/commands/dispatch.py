@@ -8,6 +8,7 @@ from delivery.clock import Clock
 from delivery.dispatch import dispatch_tick
 from delivery.sending import send_batch
 from delivery.tasks import tick_lock
+from orgs.parsing import OUT_OF_RANGE, local_instant
 
 
 class Command(BaseCommand):
@@ -25,9 +26,15 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         now = None
         if options["now"]:
-            now = parse_datetime(options["now"].replace("Z", "+00:00"))
+            try:
+                now = parse_datetime(options["now"].replace("Z", "+00:00"))
+            except ValueError:  # well formed, but no such day or hour
+                now = None
             if now is None or timezone.is_naive(now):
                 raise CommandError("--now needs an ISO 8601 instant with an offset, e.g. …T14:00Z.")
+            # The tick adds leases and days to it: only the years every date is kept to.
+            if local_instant(now, now.tzinfo) is None:
+                raise CommandError(f"--now {options['now']!r}: {OUT_OF_RANGE}")
         # One clock for the tick and the batches it sends here (with --queue, dispatch_tick
         # hands the same clock to the workers).
         clock = Clock.at(now)

@@ -1,6 +1,6 @@
 """Imports a recipient CSV from the shell, exactly as the upload form does."""
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from campaigns.models import ActionNotAllowed, Campaign
+from orgs.parsing import OUT_OF_RANGE, local_instant
 from recipients.services import ListDatesRefused, recipient_list_import
 
 
@@ -77,10 +78,17 @@ class Command(BaseCommand):
         raise SystemExit(1)
 
 
-def _instant(value: str | None, tz: object, flag: str) -> datetime | None:
+def _instant(value: str | None, tz: tzinfo, flag: str) -> datetime | None:
     if not value:
         return None
-    parsed = parse_datetime(value.replace("Z", "+00:00"))
+    try:
+        parsed = parse_datetime(value.replace("Z", "+00:00"))
+    except ValueError:  # well formed, but no such day or hour
+        parsed = None
     if parsed is None:
         raise CommandError(f"{flag} {value!r} is not an ISO 8601 date and time.")
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, tz)
+    # Without an offset it is the organization's time; either way, within the forms' years.
+    instant = local_instant(parsed, parsed.tzinfo if timezone.is_aware(parsed) else tz)
+    if instant is None:
+        raise CommandError(f"{flag} {value!r}: {OUT_OF_RANGE}")
+    return instant
