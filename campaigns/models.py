@@ -251,6 +251,21 @@ ALLOWED_ACTIONS: dict[str, frozenset[Status]] = {
     "resume": frozenset({Status.PAUSED}),
     "stop": frozenset({Status.SCHEDULED, Status.IN_PROGRESS, Status.PAUSED}),
     "retry": frozenset({Status.COMPLETE_WITH_ERRORS, Status.ACTIVE_RETRIES}),
+    # Unconfirmed ("unknown") messages may have reached their recipients: asking the provider
+    # changes only them; sending them again restarts a finished campaign.
+    "reconcile": frozenset(
+        {
+            Status.IN_PROGRESS,
+            Status.PAUSED,
+            Status.COMPLETE,
+            Status.COMPLETE_WITH_ERRORS,
+            Status.ACTIVE_RETRIES,
+            Status.STOPPED,
+        }
+    ),
+    "retry_unconfirmed": frozenset(
+        {Status.COMPLETE, Status.COMPLETE_WITH_ERRORS, Status.ACTIVE_RETRIES}
+    ),
 }
 # The statuses the dispatcher works on: an error of its tick is shown only in these.
 TICKED = frozenset({Status.SCHEDULED, Status.IN_PROGRESS, Status.PAUSED, Status.ACTIVE_RETRIES})
@@ -294,6 +309,10 @@ class Campaign(models.Model):
     error = models.CharField(max_length=500, blank=True)
     error_at = models.DateTimeField(null=True, blank=True)
 
+    # Counted by the pages that show it (delivery.selectors.unconfirmed_counts): messages the
+    # provider never confirmed, which a plain "Complete" would hide.
+    unconfirmed = 0
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["org", "status"]), models.Index(fields=["org", "channel"])]
@@ -318,6 +337,13 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def status_text(self) -> str:
+        """The status as pages say it: "Complete — 31 unconfirmed" while the provider has not
+        confirmed some messages (set `unconfirmed` first)."""
+        label = self.get_status_display()
+        return f"{label} — {self.unconfirmed:,} unconfirmed" if self.unconfirmed else label
 
     @property
     def stopped_by_error(self) -> bool:
@@ -395,6 +421,8 @@ _PAST = {
     "resume": "resumed",
     "stop": "stopped",
     "retry": "retried",
+    "reconcile": "checked with the provider",
+    "retry unconfirmed": "retried (unconfirmed messages)",
 }
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from campaigns.email_html import html_to_text, sanitize_email_html
@@ -316,8 +317,7 @@ def campaign_retry(
     *, campaign: Campaign, user: AbstractBaseUser, message_ids: Iterable[int] | None = None
 ) -> int:
     """Queues failed messages again (all, or the given ones); opted-out recipients never."""
-    from delivery.models import Message, MessageStatus, Suppression
-    from recipients.models import ListStatus, RecipientList
+    from delivery.models import Message
 
     campaign.require("retry")
     if message_ids is None:
@@ -326,13 +326,44 @@ def campaign_retry(
         messages = Message.objects.filter(
             campaign=campaign, status__in=RETRYABLE_ONE_BY_ONE, pk__in=list(message_ids)
         )
+    return _queue_again(
+        campaign,
+        user,
+        messages,
+        nothing="There are no failed messages to retry (opted-out recipients are never retried).",
+    )
+
+
+@transaction.atomic
+def campaign_retry_unconfirmed(*, campaign: Campaign, user: AbstractBaseUser) -> int:
+    """Queues the unconfirmed ("unknown") messages again; opted-out recipients never. The
+    provider may have them, so a recipient may get one twice: the console asks first."""
+    from delivery.models import Message, MessageStatus
+
+    campaign.require("retry_unconfirmed")
+    messages = Message.objects.filter(campaign=campaign, status=MessageStatus.UNKNOWN)
+    return _queue_again(
+        campaign,
+        user,
+        messages,
+        nothing="There are no unconfirmed messages to retry (opted-out recipients are never "
+        "retried).",
+        what="unconfirmed ",
+    )
+
+
+def _queue_again(
+    campaign: Campaign, user: AbstractBaseUser, messages: QuerySet, *, nothing: str, what: str = ""
+) -> int:
+    """Queues these messages again inside each window and runs the campaign again."""
+    from delivery.models import MessageStatus, Suppression
+    from recipients.models import ListStatus, RecipientList
+
     suppressed = Suppression.objects.filter(org_id=campaign.org_id).values("address")
     messages = messages.exclude(address__in=suppressed)
     list_ids = set(messages.values_list("recipient_list_id", flat=True))
     if not list_ids:
-        raise ActionNotAllowed(
-            "There are no failed messages to retry (opted-out recipients are never retried)."
-        )
+        raise ActionNotAllowed(nothing)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -355,7 +386,7 @@ def campaign_retry(
         verb="retried",
         subject=campaign.name,
         campaign=campaign,
-        detail=f"{retried} message{'s' if retried != 1 else ''} queued again",
+        detail=f"{retried} {what}message{'s' if retried != 1 else ''} queued again",
     )
     return retried
 

@@ -40,4 +40,14 @@ urlpatterns = [
     path("campaigns/<id:campaign_id>/resume/", views.campaign_resume, name="campaign_resume"),
     path("campaigns/<id:campaign_id>/stop/", views.campaign_stop, name="campaign_stop"),
     path("campaigns/<id:campaign_id>/retry/", views.campaign_retry, name="campaign_retry"),
+    path(
+        "campaigns/<id:campaign_id>/retry-unconfirmed/",
+        views.campaign_retry_unconfirmed,
+        name="campaign_retry_unconfirmed",
+    ),
+    path(
+        "campaigns/<id:campaign_id>/reconcile/",
+        views.campaign_reconcile,
+        name="campaign_reconcile",
+    ),
 ]

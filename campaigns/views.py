@@ -18,7 +18,9 @@ from campaigns.rendering import SAMPLE_RECIPIENT, render_email_text
 from campaigns.rendering import render as render_template_text
 from campaigns.segments import count_segments
 from campaigns.selectors import campaign_activity, campaigns_for_list
-from delivery.selectors import campaigns_progress
+from delivery.reconciliation import EMAIL_NOT_LOOKED_UP
+from delivery.selectors import campaigns_progress, unconfirmed_counts
+from delivery.tasks import reconcile_unconfirmed
 from delivery.views import campaign_delivery_context
 from orgs.access import admin_required, get_for_org, member_required
 from orgs.parsing import parse_ids
@@ -198,8 +200,10 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
     campaigns = campaigns_for_list(org=request.org, **filters)
     page = Paginator(campaigns, PAGE_SIZE).get_page(request.GET.get("page"))
     progress = campaigns_progress([c.pk for c in page])
+    unconfirmed = unconfirmed_counts([c.pk for c in page])
     for campaign in page:
         campaign.progress = progress[campaign.pk]
+        campaign.unconfirmed = unconfirmed[campaign.pk]
     return render(
         request,
         "campaigns/campaign_list.html",
@@ -379,6 +383,54 @@ def campaign_stop(request: HttpRequest, campaign_id: int) -> HttpResponse:
     return render(
         request, "campaigns/campaign_confirm_stop.html", {"campaign": campaign, "queued": queued}
     )
+
+
+@admin_required
+def campaign_retry_unconfirmed(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """GET: what retrying unconfirmed messages means; POST: queues them again."""
+    campaign = get_for_org(request, Campaign, pk=campaign_id)
+    try:
+        campaign.require("retry_unconfirmed")
+    except ActionNotAllowed as error:
+        return _refuse(request, campaign, error)
+    if request.method == "POST":
+        try:
+            retried = services.campaign_retry_unconfirmed(campaign=campaign, user=request.user)
+        except ActionNotAllowed as error:
+            return _refuse(request, campaign, error)
+        messages.success(
+            request,
+            f"{retried} unconfirmed message{'s' if retried != 1 else ''} queued again; they go "
+            "out inside each recipient's window.",
+        )
+        return redirect("campaigns:campaign_detail", campaign_id=campaign.pk)
+    unconfirmed = campaign.messages.filter(status="unknown").count()
+    return render(
+        request,
+        "campaigns/campaign_confirm_retry_unconfirmed.html",
+        {"campaign": campaign, "unconfirmed": unconfirmed},
+    )
+
+
+@admin_required
+def campaign_reconcile(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """POST: asks Twilio about the campaign's unconfirmed messages, in the background."""
+    campaign = get_for_org(request, Campaign, pk=campaign_id)
+    if request.method != "POST":
+        return redirect("campaigns:campaign_detail", campaign_id=campaign.pk)
+    try:
+        campaign.require("reconcile")
+    except ActionNotAllowed as error:
+        return _refuse(request, campaign, error)
+    if campaign.channel != Channel.SMS:
+        return _refuse(request, campaign, ActionNotAllowed(EMAIL_NOT_LOOKED_UP))
+    reconcile_unconfirmed.delay_on_commit(campaign.pk, request.user.pk)
+    messages.success(
+        request,
+        "Twilio is being asked about the unconfirmed messages; their statuses change as its "
+        "answers come (the activity history says what it found).",
+    )
+    return redirect("campaigns:campaign_detail", campaign_id=campaign.pk)
 
 
 @admin_required

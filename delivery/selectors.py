@@ -158,6 +158,18 @@ def campaigns_progress(campaign_ids: list[int]) -> dict[int, tuple[int, int]]:
     return {cid: (sent, total) for cid, (sent, total) in progress.items()}
 
 
+def unconfirmed_counts(campaign_ids: list[int]) -> dict[int, int]:
+    """Messages per campaign the provider never confirmed ("unknown"), from the counters."""
+    rows = (
+        MessageCount.objects.filter(campaign_id__in=campaign_ids, status=MessageStatus.UNKNOWN)
+        .values_list("campaign_id")
+        .annotate(n=Sum("count"))
+        .order_by()
+    )
+    found = dict(rows)
+    return {cid: found.get(cid, 0) for cid in campaign_ids}
+
+
 def lists_progress(list_ids: list[int]) -> dict[int, tuple[int, int]]:
     """(sent, total) per recipient list, from the counters."""
     progress: dict[int, list[int]] = {lid: [0, 0] for lid in list_ids}
@@ -254,8 +266,10 @@ def organization_overview(*, org: Organization, now: datetime | None = None) -> 
         .select_related("sender")[:10]
     )
     progress = campaigns_progress([c.pk for c in campaigns])
+    unconfirmed = unconfirmed_counts([c.pk for c in campaigns])
     for campaign in campaigns:
         campaign.progress = progress[campaign.pk]
+        campaign.unconfirmed = unconfirmed[campaign.pk]
     channels = []
     for value, label in Channel.choices:
         holder = Campaign.objects.filter(

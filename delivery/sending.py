@@ -463,13 +463,19 @@ def _values(message: Claimed | Message, extra: dict[str, str] | None = None) -> 
     return values
 
 
+def sms_text(campaign: Campaign, message: Claimed | Message) -> str:
+    """The text of the campaign's SMS to this message's recipient (also what a provider's
+    record of it is matched by, delivery/reconciliation.py)."""
+    return render(campaign.template.body, _values(message))
+
+
 def _sms(campaign: Campaign, message: Claimed, now: datetime, rules: WindowRules) -> OutboundSms:
     sender = campaign.sender
     return OutboundSms(
         message_id=message.pk,
         to=message.address,
         sender=sender.phone_number or sender.messaging_service_sid,
-        body=render(campaign.template.body, _values(message)),
+        body=sms_text(campaign, message),
         status_callback=links.status_callback_url(message.pk),
         validity_period=_validity(rules, message, now),
     )

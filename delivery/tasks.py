@@ -7,9 +7,12 @@ from collections.abc import Iterator
 
 from celery import shared_task
 from django.conf import settings
+from django.contrib.auth import get_user_model
 
+from campaigns.models import ActionNotAllowed, Campaign
 from delivery.clock import Clock
 from delivery.dispatch import dispatch_tick, tick_seconds
+from delivery.reconciliation import unconfirmed_reconcile
 from delivery.sending import send_batch as send_batch_service
 
 _local_tick_lock = threading.Lock()
@@ -53,3 +56,14 @@ def dispatch_tick_task() -> dict:
 def send_batch(message_ids: list[int], clock_offset: float = 0.0) -> dict:
     # The releasing tick's clock travels as its offset from the wall clock (delivery/clock.py).
     return send_batch_service(message_ids, clock=Clock.from_seconds(clock_offset)).as_dict()
+
+
+@shared_task(name="delivery.reconcile_unconfirmed", ignore_result=True)
+def reconcile_unconfirmed(campaign_id: int, user_id: int | None = None) -> dict:
+    campaign = Campaign.objects.select_related("org", "sender", "template").get(pk=campaign_id)
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    try:
+        report = unconfirmed_reconcile(campaign=campaign, user=user)
+    except ActionNotAllowed as error:  # the campaign moved on since the button was pressed
+        return {"refused": str(error)}
+    return {"checked": report.checked, "not_found": report.not_found, "failed": report.failed}

@@ -175,6 +175,7 @@ def campaign_delivery_context(campaign: Campaign) -> dict:
     if campaign.status == Status.SCHEDULED and campaign.run_at and campaign.run_at <= now():
         waiting_for = channel_holder(campaign)
     plan = send_plan(campaign) if counts[MessageStatus.QUEUED] else None
+    campaign.unconfirmed = counts[MessageStatus.UNKNOWN]
     return {
         "counts": [(MessageStatus(s).label, s, n) for s, n in counts.items() if n],
         "total": total,
@@ -183,9 +184,7 @@ def campaign_delivery_context(campaign: Campaign) -> dict:
         "plan": plan,
         "narrowing": narrowing,
         "waiting_for": waiting_for,
-        "status_words": analytics.status_in_words(campaign)
-        if readable
-        else campaign.get_status_display(),
+        "status_words": _status_words(campaign, readable=readable),
         "schedule_problem": campaign.schedule_problem,
         "stopped_lists": list(
             campaign.recipient_lists.filter(
@@ -200,6 +199,15 @@ def campaign_delivery_context(campaign: Campaign) -> dict:
         "live": campaign.status
         in (Status.SCHEDULED, Status.IN_PROGRESS, Status.PAUSED, Status.ACTIVE_RETRIES),
     }
+
+
+def _status_words(campaign: Campaign, *, readable: bool) -> str:
+    """ "In Progress — sending to …" while running by a schedule that reads, else the status with
+    its unconfirmed messages ("Complete — 31 unconfirmed")."""
+    if campaign.status != Status.IN_PROGRESS or not readable:
+        return campaign.status_text
+    words = analytics.status_in_words(campaign)
+    return f"{words}; {campaign.unconfirmed:,} unconfirmed" if campaign.unconfirmed else words
 
 
 @member_required

@@ -3,6 +3,7 @@
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
@@ -94,3 +95,19 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class ProviderRecord:
+    """A message as the provider holds it, found by looking it up (an SMS provider's `lookup`)."""
+
+    provider_id: str
+    # The provider's own word for where it is ("delivered", "failed", …).
+    status: str
+    created_at: datetime | None = None
+    error_code: str = ""
+    error_message: str = ""
+
+
+class LookupFailed(Exception):
+    """The provider could not be asked; its message says why, for the page."""

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from typing import Any
 
 import requests
@@ -17,7 +18,9 @@ from twilio.rest import Client
 
 from delivery.providers.base import (
     REQUESTS_IN_FLIGHT,
+    LookupFailed,
     OutboundSms,
+    ProviderRecord,
     ResultKind,
     SendResult,
     parse_retry_after,
@@ -35,6 +38,8 @@ MAX_ERROR_MESSAGE = 500
 TWILIO_API = "https://api.twilio.com"
 # A call that spends this many times longer waiting than computing is worth a thread.
 IO_BOUND_FACTOR = 4
+# Messages read per lookup: a number gets few texts from one sender in a day.
+LOOKUP_LIMIT = 50
 
 
 class _PooledHttpClient(TwilioHttpClient):
@@ -185,6 +190,50 @@ class TwilioSmsProvider:
             return "Twilio could not be reached to check this sender; try again in a minute."
         return None
 
+    def lookup(
+        self, *, to: str, sender: str, body: str, sent_on: Sequence[date]
+    ) -> list[ProviderRecord]:
+        """The messages Twilio holds to `to` from `sender` (a number or Messaging Service) with
+        this body, sent on one of these UTC days, else the newest not sent yet; raises
+        LookupFailed (never an SDK error) when Twilio cannot be asked.
+
+        The Messages list filtered by To, From and DateSent; a message still queued at Twilio
+        has no DateSent yet, so the newest to that number are read too when the days find none.
+        Twilio may add to a body (Advanced Opt-Out's footer), so a body that begins with ours
+        matches.
+        """
+        service = sender.startswith("MG")
+        filters: dict[str, Any] = {"to": to} if service else {"to": to, "from_": sender}
+        try:
+            found = [
+                m
+                for day in sent_on
+                for m in self.client.messages.list(
+                    **filters, date_sent=day.isoformat(), limit=LOOKUP_LIMIT
+                )
+            ]
+            if not any(_same(m, body, sender) for m in found):
+                found = self.client.messages.list(**filters, limit=LOOKUP_LIMIT)
+        except TwilioRestException as exc:
+            detail = f"Twilio refused the lookup ({exc.status}): {_clean(exc.msg)}"
+            raise LookupFailed(detail) from None
+        except requests.RequestException:
+            raise LookupFailed("Twilio could not be reached; try again in a minute.") from None
+        except Exception as exc:
+            log.exception("Unexpected error looking up a message to %s", to)
+            raise LookupFailed(f"The lookup failed ({type(exc).__name__}).") from None
+        return [
+            ProviderRecord(
+                provider_id=m.sid or "",
+                status=str(m.status or ""),
+                created_at=m.date_created,
+                error_code=str(m.error_code or ""),
+                error_message=str(m.error_message or "")[:MAX_ERROR_MESSAGE],
+            )
+            for m in found
+            if _same(m, body, sender)
+        ]
+
     def close(self) -> None:
         """Stops the worker threads and closes pooled connections."""
         if self._pool is not None:
@@ -215,6 +264,13 @@ class TwilioSmsProvider:
             return SendResult(message_id, ResultKind.FAILED, "", error_code, message)
         # 5xx (or anything stranger): Twilio may have queued it before failing to answer.
         return SendResult(message_id, ResultKind.UNKNOWN, "", error_code, message)
+
+
+def _same(message: Any, body: str, sender: str) -> bool:
+    """Whether a listed message is ours: our body (perhaps with Twilio's footer), our service."""
+    if sender.startswith("MG") and message.messaging_service_sid != sender:
+        return False
+    return bool(body) and str(message.body or "").startswith(body)
 
 
 def _masked(client: Client) -> str:

@@ -546,6 +546,38 @@ class SandboxProvider:
             )
         return _json(200, {"sid": service_sid, "account_sid": sid, "friendly_name": service_sid})
 
+    def handle_twilio_list(self, account_sid: str, authorization: str, query: str) -> tuple:
+        """GET /2010-04-01/Accounts/{sid}/Messages.json?To=…&From=…&DateSent=YYYY-MM-DD: the
+        messages this sandbox accepted, newest first, each with the status it has reached by now
+        (its stages come one callback delay apart, whether or not callbacks are posted)."""
+        if not self._twilio_authorized(account_sid, authorization):
+            return _twilio_error(401, 20003, "Authenticate")
+        params = {k: v[0] for k, v in parse_qs(query).items()}
+        to, sender = params.get("To", ""), params.get("From", "")
+        # YYYY-MM-DD, the only form Twilio documents (the SDK turns a datetime into more).
+        day = params.get("DateSent", "")[:10]
+        size = params.get("PageSize", "")
+        page_size = min(1000, int(size)) if size.isascii() and size.isdigit() else 50
+        now = time.time()
+        found = []
+        for record in reversed(self.received):
+            if record["api"] != "twilio" or record["status"] != 201:
+                continue
+            if record["account_sid"] != account_sid:
+                continue
+            resource = _twilio_resource(record, now)
+            if (to and resource["to"] != to) or (sender and resource["from"] != sender):
+                continue
+            if day and (resource["date_sent"] is None or _utc_day(record["at"]) != day):
+                continue
+            found.append(resource)
+            if len(found) == page_size:
+                break
+        uri = f"/{TWILIO_API_VERSION}/Accounts/{account_sid}/Messages.json"
+        page = {"page": 0, "page_size": page_size, "start": 0, "end": max(0, len(found) - 1)}
+        links = {"uri": uri, "first_page_uri": uri, "next_page_uri": None}
+        return _json(200, {"messages": found, **page, **links, "previous_page_uri": None})
+
     def handle_twilio(self, account_sid: str, authorization: str, body: bytes) -> tuple:
         """(status, headers, body) for POST /2010-04-01/Accounts/{sid}/Messages.json."""
         if not self._twilio_authorized(account_sid, authorization):
@@ -576,8 +608,15 @@ class SandboxProvider:
             self._record(record, status=error[0])
             return error
         sid = "SM" + secrets.token_hex(16)
-        self._record(record, status=201, provider_id=sid)
         from_number = sender or MESSAGING_SERVICE_NUMBER
+        # What the Messages list answers about it later (handle_twilio_list).
+        record.update(
+            sender=from_number,
+            service=service,
+            stages=_twilio_stages(config, message_id if message_id is not None else sid),
+            stage_delay=config.callback_delay,
+        )
+        self._record(record, status=201, provider_id=sid)
         if config.callbacks and callback:
             message = {
                 "sid": sid,
@@ -904,6 +943,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if method == "POST" and (match := _TWILIO_MESSAGES_PATH.match(path)):
                 answer = sandbox.handle_twilio(match.group(1), authorization, body)
+            elif method == "GET" and (match := _TWILIO_MESSAGES_PATH.match(path)):
+                answer = sandbox.handle_twilio_list(match.group(1), authorization, query)
             elif method == "GET" and (match := _TWILIO_NUMBERS_PATH.match(path)):
                 answer = sandbox.handle_twilio_numbers(match.group(1), authorization, query)
             elif method == "GET" and (match := _TWILIO_SERVICE_PATH.match(path)):
@@ -1003,6 +1044,44 @@ def _twilio_stages(config: SandboxConfig, key: int | str) -> list[tuple[str, str
     elif outcome == "delivered":
         stages.append(("delivered", ""))
     return stages
+
+
+def _twilio_resource(record: dict[str, Any], now: float) -> dict[str, Any]:
+    """A Message resource as Twilio's API shows it `now`, for a message the sandbox accepted."""
+    stages, delay = record["stages"], record["stage_delay"]
+    # Stage i is reached when its callback would be posted, (i + 1) delays after acceptance.
+    reached = len(stages) - 1 if delay <= 0 else int((now - record["at"]) / delay) - 1
+    status, error_code = stages[max(0, min(len(stages) - 1, reached))]
+    form, account_sid, sid = record["payload"], record["account_sid"], record["provider_id"]
+    return {
+        "account_sid": account_sid,
+        "api_version": TWILIO_API_VERSION,
+        "body": form.get("Body", ""),
+        "date_created": formatdate(record["at"], usegmt=True),
+        # Twilio dates a message once it leaves for the carrier; a queued one has no date.
+        "date_sent": None if status == "queued" else formatdate(record["at"], usegmt=True),
+        "date_updated": formatdate(record["at"], usegmt=True),
+        "direction": "outbound-api",
+        "error_code": int(error_code) if error_code else None,
+        "error_message": None,
+        "from": record["sender"],
+        "messaging_service_sid": record["service"] or None,
+        "num_media": "0",
+        "num_segments": str(_segments(form.get("Body", ""))),
+        "price": None,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": status,
+        "subresource_uris": {
+            "media": f"/{TWILIO_API_VERSION}/Accounts/{account_sid}/Messages/{sid}/Media.json"
+        },
+        "to": form.get("To", ""),
+        "uri": f"/{TWILIO_API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json",
+    }
+
+
+def _utc_day(at: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(at))
 
 
 def _pick(config: SandboxConfig, key: int | str, choices: tuple[str, ...]) -> str:
