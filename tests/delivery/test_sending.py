@@ -5,14 +5,14 @@ tick hands its batches, as `dispatch --once --now` does). Whatever changed in be
 window closed, a Pause, a Stop, a STOP reply — is seen right before the request.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from campaigns.models import Channel, Status
 from campaigns.services import campaign_pause, campaign_resume, campaign_stop
 from delivery.clock import Clock
-from delivery.dispatch import dispatch_tick
+from delivery.dispatch import claim_lease, dispatch_tick
 from delivery.models import Message, MessageStatus
 from delivery.sending import send_batch
 from delivery.services import suppression_add
@@ -187,3 +187,31 @@ def test_a_request_that_misses_its_slot_is_not_sent_then_and_goes_once_in_anothe
     assert report.results["not_sent"] >= 1 and report.handed == 3
     assert set(sandbox.requests_per_message().values()) == {1}
     assert set(Message.objects.filter(campaign=campaign).values_list("attempts", flat=True)) == {1}
+
+
+class MissesItsFirstSlotThenDies(MissesItsFirstSlot):
+    """The first slot closes before its request; the worker dies asking for the next one."""
+
+    def take(self, *args, **kwargs) -> Slot:
+        if self.missed:
+            raise WorkerDied
+        return super().take(*args, **kwargs)
+
+
+class WorkerDied(Exception):
+    pass
+
+
+def test_messages_handed_back_after_a_missed_slot_carry_a_claim_lease_not_a_hand_over_lease(
+    tenants, sandbox
+):
+    campaign = running_campaign(tenants, channel=Channel.SMS)
+    ids = claim_at(CLAIMED_AT)
+    sent_at = utc(2026, 3, 3, 15, 34, 25)
+    with pytest.raises(WorkerDied):
+        send_at(ids, sent_at, throttle=MissesItsFirstSlotThenDies(0.0))
+    handed_back = Message.objects.filter(campaign=campaign, status="sending", handed_at=None)
+    assert handed_back.exists()
+    # Should the worker die here, a dead claim goes back within about a minute, not five.
+    latest = sent_at + claim_lease(campaign.sender.messages_per_second) + timedelta(seconds=30)
+    assert all(m.lease_until <= latest for m in handed_back)
