@@ -127,21 +127,23 @@ def celery_processes(sandbox, live_server, tmp_path, on_postgres, redis_url):
     processes.stop_all()
 
 
-def assert_provider_kept_rate(arrivals: Iterable[float], rate: float) -> None:
+def assert_provider_kept_rate(arrivals: Iterable[float], rate: float, *, lag: float = 0.0) -> None:
     """No window of one second, sliding, held more arrivals at the provider than the rate.
 
     `arrivals` are the provider's own timestamps, one per message (an email request's recipients
     each count). Every window [t, t + 1) that starts at an arrival is counted: a window holding
     the most arrivals can always be slid to start at one of them. Exact: the throttle spaces
-    slots so that a request starting late, or arriving later than another, stays inside it
-    (delivery/throttle.py, SPAN).
+    slots so that a request starting late, or arriving up to 10 ms later than another, stays
+    inside it (delivery/throttle.py, SPAN). `lag` shortens the windows by what the sandbox's own
+    timestamps may lag beyond that, where they are taken in a busy process other than the
+    sender's (the fault suite's Celery workers; see tests/faults/conftest.py).
     """
     times = sorted(arrivals)
     busiest, end = (0, None), 0
     for start, at in enumerate(times):
-        while end < len(times) and times[end] < at + 1:
+        while end < len(times) and times[end] < at + 1 - lag:
             end += 1
         if end - start > busiest[0]:
             busiest = (end - start, at)
     most, since = busiest
-    assert most <= rate, f"{most} arrivals in the second from {since} at {rate}/s"
+    assert most <= rate, f"{most} arrivals in {1 - lag} s from {since} at {rate}/s"

@@ -20,6 +20,10 @@ from tests.factories import (
 )
 
 ALL_WEEK = {str(d): ["00:00", "23:59"] for d in range(7)}
+# How much later than its request's start the sandbox's timestamp may be, beyond the throttle's
+# own 10 ms, for a worker's request stamped in this busy test process: once in fifteen runs of
+# the suite under stress-ng, six requests whose slots spanned 1.025 s were stamped within 1 s.
+SANDBOX_LAG = 0.05
 SETTLED = FINAL_STATUSES | {MessageStatus.UNKNOWN}
 
 
@@ -76,7 +80,7 @@ def assert_invariants(campaign: Campaign, sandbox, *, rate: float | None = None)
     assert {s: n for s, n in counted.items() if n} == dict(statuses)
     if rate is not None:
         arrivals = (record["at"] for record in sandbox.received for _ in record["message_ids"])
-        assert_provider_kept_rate(arrivals, rate)
+        assert_provider_kept_rate(arrivals, rate, lag=SANDBOX_LAG)
 
 
 def accepted_per_message(sandbox) -> Counter:
