@@ -17,12 +17,11 @@ from django.utils import timezone
 from campaigns.models import FINISHED, ActionNotAllowed, Campaign, Channel
 from campaigns.services import activity_record
 from delivery.dispatch import campaign_finish_if_done, lease
-from delivery.models import Message, MessageStatus, SuppressionReason
+from delivery.models import Message, MessageStatus
 from delivery.providers import get_sms_provider
 from delivery.providers.base import LookupFailed, ProviderRecord
 from delivery.sending import sms_text
-from delivery.services import message_status_apply, suppression_add
-from delivery.webhooks import TWILIO_OPT_OUT_CODES, TWILIO_STATUSES
+from delivery.services import TWILIO_STATUSES, twilio_status_apply
 
 # Lookups per run (one or two Twilio requests each): a run stays within a few minutes.
 LOOKUPS_PER_RUN = 500
@@ -89,7 +88,7 @@ def unconfirmed_reconcile(
         status = _status(record.status)
         if status is None:
             continue
-        changed = message_status_apply(
+        changed = twilio_status_apply(
             message_id=message.pk,
             status=status,
             provider_id=record.provider_id,
@@ -100,14 +99,6 @@ def unconfirmed_reconcile(
         )
         if changed:
             report.found[status] += 1
-        if changed and record.error_code in TWILIO_OPT_OUT_CODES:
-            suppression_add(
-                org=campaign.org_id,
-                address=message.address,
-                reason=SuppressionReason.PROVIDER_OPT_OUT,
-                detail=f"Twilio {record.error_code}",
-                message=message,
-            )
     if campaign.status in FINISHED:
         # A message found failed makes a Complete campaign one with errors.
         campaign_finish_if_done(campaign, now)

@@ -59,6 +59,53 @@ def message_status_apply(
         return cursor.rowcount == 1
 
 
+# What Twilio's status words mean for us; its callbacks and its Messages API use the same ones.
+TWILIO_STATUSES = {
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "read": MessageStatus.DELIVERED,
+    "undelivered": MessageStatus.UNDELIVERED,
+    "failed": MessageStatus.FAILED,
+    "canceled": MessageStatus.FAILED,
+}
+# Twilio error codes after which the number must not be messaged again.
+TWILIO_OPT_OUT_CODES = frozenset({"21610"})
+
+
+def twilio_status_apply(
+    *,
+    message_id: int,
+    status: str,
+    provider_id: str,
+    error_code: str = "",
+    error_message: str = "",
+    at: datetime | None = None,
+    address: str | None = None,
+) -> bool:
+    """What Twilio says of one message, applied as `message_status_apply` does; an opt-out error
+    code also suppresses the number. False when nothing changed."""
+    changed = message_status_apply(
+        message_id=message_id,
+        status=status,
+        provider_id=provider_id,
+        error_code=error_code,
+        error_message=error_message,
+        at=at,
+        address=address,
+    )
+    if changed and error_code in TWILIO_OPT_OUT_CODES:
+        message = Message.objects.filter(pk=message_id).only("org_id", "address").first()
+        if message is not None:
+            suppression_add(
+                org=message.org_id,
+                address=message.address,
+                reason=SuppressionReason.PROVIDER_OPT_OUT,
+                detail=f"Twilio {error_code}",
+                message=message,
+            )
+    return changed
+
+
 @cache
 def _status_update_sql(
     status: str, with_provider_id: bool, with_error: bool, with_address: bool

@@ -21,27 +21,19 @@ from delivery.links import public_url
 from delivery.models import Message, MessageStatus, SuppressionReason
 from delivery.sandbox import public_key_b64
 from delivery.services import (
+    TWILIO_STATUSES,
     event_first_time,
     inbound_sms_record,
     message_engagement_record,
     message_status_apply,
     suppression_add,
+    twilio_status_apply,
 )
 from orgs.access import public
 from orgs.parsing import NUL_REFUSED, has_nul, parse_id, parse_timestamp, request_has_nul
 
 log = logging.getLogger(__name__)
 
-TWILIO_STATUSES = {
-    "sent": MessageStatus.SENT,
-    "delivered": MessageStatus.DELIVERED,
-    "read": MessageStatus.DELIVERED,
-    "undelivered": MessageStatus.UNDELIVERED,
-    "failed": MessageStatus.FAILED,
-    "canceled": MessageStatus.FAILED,
-}
-# Twilio error codes after which the number must not be messaged again.
-TWILIO_OPT_OUT_CODES = {"21610"}
 # A signed SendGrid request older than this is a replay.
 SENDGRID_MAX_AGE_SECONDS = 15 * 60
 SENDGRID_STATUSES = {
@@ -84,19 +76,14 @@ def twilio_status(request: HttpRequest, message_id: int) -> HttpResponse:
         return HttpResponseBadRequest(NUL_REFUSED)
     status = TWILIO_STATUSES.get(request.POST.get("MessageStatus", ""))
     if status is not None:
-        error_code = request.POST.get("ErrorCode", "")
-        changed = message_status_apply(
+        twilio_status_apply(
             message_id=message_id,
             status=status,
             provider_id=request.POST.get("MessageSid", ""),
-            error_code=error_code,
+            error_code=request.POST.get("ErrorCode", ""),
             error_message=request.POST.get("ErrorMessage", ""),
             address=request.POST.get("To") or None,
         )
-        if changed and error_code in TWILIO_OPT_OUT_CODES:
-            _suppress_message(
-                message_id, SuppressionReason.PROVIDER_OPT_OUT, f"Twilio {error_code}"
-            )
     return HttpResponse(status=204)
 
 
