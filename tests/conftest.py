@@ -1,6 +1,7 @@
 """Shared fixtures: two organizations with an Administrator and a Viewer each, and an outsider."""
 
 import os
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -61,6 +62,13 @@ def admin_client(tenants) -> Client:
 @pytest.fixture
 def viewer_client(tenants) -> Client:
     return client_for(tenants.viewer)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def need_service(available: bool, what: str) -> None:

@@ -1,9 +1,8 @@
-import socket
-
 import pytest
 from django.db import IntegrityError, transaction
 
 from campaigns.models import ActivityEntry, Sender
+from tests.conftest import free_port
 from tests.factories import CampaignFactory, SmsSenderFactory
 
 
@@ -208,9 +207,3 @@ def test_live_mode_says_so_when_twilio_cannot_be_reached(tenants, admin_client, 
     page = sms_sender_post(admin_client, phone_number="+14155550100").content.decode()
     assert "Twilio could not be reached to check this sender" in page
     assert not Sender.objects.exists()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

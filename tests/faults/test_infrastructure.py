@@ -16,15 +16,10 @@ from django.db import connection
 from twilio.request_validator import RequestValidator
 
 from delivery.models import Message, MessageStatus
+from tests.conftest import free_port
 from tests.faults.conftest import assert_invariants, start_campaign, wait_until_settled
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_redis(port: int) -> subprocess.Popen:

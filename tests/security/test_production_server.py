@@ -6,7 +6,6 @@ hostile provider or a password guesser meets in production, not what the test cl
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from django.db import connection
 from campaigns.models import Campaign, Sender
 from delivery.models import Message
 from orgs.models import Role
+from tests.conftest import free_port
 from tests.factories import (
     CampaignFactory,
     ContactFactory,
@@ -35,17 +35,11 @@ PASSWORD = "correct horse battery staple"
 pytestmark = pytest.mark.services
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class ProductionServer:
     """`gunicorn outreach_site.wsgi` with production settings on the test database."""
 
     def __init__(self, tmp_path: Path, static_root: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         db = connection.settings_dict
         self.env = {
