@@ -299,13 +299,13 @@ def suppressions_add_bulk(
 
 def inbound_sms_record(
     *, from_number: str, to: str, body: str, provider_id: str, messaging_service_sid: str = ""
-) -> list[InboundMessage]:
-    """Records an SMS sent to one of our numbers in the one organization that owns it."""
+) -> InboundMessage | None:
+    """Records an SMS sent to one of our numbers in the one organization that owns it; None for
+    a number of nobody's, or a redelivery."""
     sender = inbound_sender(to=to, messaging_service_sid=messaging_service_sid)
     if sender is None:
-        return []
-    reply = _record_for_org(sender, from_number, body, reply_kind(body), provider_id)
-    return [reply] if reply is not None else []
+        return None
+    return _record_for_org(sender, from_number, body, reply_kind(body), provider_id)
 
 
 def inbound_sender(*, to: str, messaging_service_sid: str) -> Sender | None:
