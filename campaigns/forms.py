@@ -73,7 +73,10 @@ class SmsSenderForm(SenderForm):
         identity = ("phone_number", "messaging_service_sid")
         if settings.DELIVERY_BACKEND != "live" or self.errors:
             return
-        if self.instance.pk and not any(field in self.changed_data for field in identity):
+        # Compared as stored (E.164), not as typed: "(415) 555-0100" for +14155550100 is no change.
+        if self.instance.pk and all(
+            getattr(self.instance, field) == self.initial.get(field) for field in identity
+        ):
             return
         problem = get_sms_provider().sender_problem(
             phone_number=self.instance.phone_number,

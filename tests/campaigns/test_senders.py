@@ -207,3 +207,23 @@ def test_live_mode_says_so_when_twilio_cannot_be_reached(tenants, admin_client, 
     page = sms_sender_post(admin_client, phone_number="+14155550100").content.decode()
     assert "Twilio could not be reached to check this sender" in page
     assert not Sender.objects.exists()
+
+
+def test_live_mode_does_not_ask_twilio_again_when_an_edit_keeps_the_number(
+    tenants, admin_client, settings
+):
+    sender = SmsSenderFactory(org=tenants.org, phone_number="+14155550100")
+    settings.DELIVERY_BACKEND = "live"
+    # Nothing listens there: a check with Twilio would refuse the edit.
+    settings.TWILIO_API_BASE_URL = f"http://127.0.0.1:{free_port()}"
+    admin_client.post(
+        f"/senders/{sender.pk}/edit/",
+        {
+            "label": "Renamed",
+            "phone_number": "(415) 555-0100",
+            "rate_limit": 1,
+            "rate_period": "second",
+        },
+    )
+    sender.refresh_from_db()
+    assert sender.label == "Renamed"
