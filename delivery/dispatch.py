@@ -7,7 +7,6 @@ next window, so a tick costs the same with ten thousand or ten million messages 
 """
 
 import contextlib
-import functools
 import logging
 import math
 from collections import defaultdict
@@ -28,6 +27,14 @@ from delivery.aggregates import grouped_while_unchanged
 from delivery.clock import Clock
 from delivery.lookups import ids_condition
 from delivery.models import Message, MessageStatus
+from delivery.ready import (
+    Drainers,
+    Entry,
+    RedisReadyQueue,
+    drain_seconds,
+    get_ready_queue,
+    pace_of,
+)
 from delivery.services import suppressed_addresses
 from recipients.models import ListStatus, RecipientList
 
@@ -100,7 +107,8 @@ def tick_seconds() -> float:
 
 
 def dispatch_tick(now: datetime | None = None, *, send: SendBatch | None = None) -> TickReport:
-    """Runs one tick at `now`; batches go to `send` (default: the Celery task, after commit).
+    """Runs one tick at `now`; claims go to the ready queue and the sending tasks (or, given
+    `send`, to it in batches).
 
     Every campaign's and every list's work is a unit of its own (see `_unit`): one that fails —
     a row the database driver cannot read, a schedule that does not parse — is rolled back,
@@ -109,7 +117,6 @@ def dispatch_tick(now: datetime | None = None, *, send: SendBatch | None = None)
     # The batches' clock shows the tick's instant, so a tick at a chosen `now` sends that day.
     clock = Clock.at(now)
     now = now or timezone.now()
-    send = send or functools.partial(_enqueue, clock=clock)
     report = TickReport(now=now)
     due = Campaign.objects.filter(status=Status.SCHEDULED, run_at__lte=now).order_by("run_at")
     for campaign_id in _ids(due):
@@ -121,7 +128,9 @@ def dispatch_tick(now: datetime | None = None, *, send: SendBatch | None = None)
         report.assumed_delivered = assume_delivered(now)
     running = Campaign.objects.filter(status__in=[Status.IN_PROGRESS, Status.PAUSED])
     for campaign_id in _ids(running):
-        _run(campaign_id, now, send, report)
+        _run(campaign_id, now, send, report, clock)
+    if send is None:
+        transaction.on_commit(senders_top_up)
     finishing = Campaign.objects.filter(status__in=[Status.IN_PROGRESS, Status.ACTIVE_RETRIES])
     for campaign_id in _ids(finishing):
         with _unit(report, Campaign, campaign_id):
@@ -132,10 +141,27 @@ def dispatch_tick(now: datetime | None = None, *, send: SendBatch | None = None)
     return report
 
 
-def _enqueue(ids: list[int], *, clock: Clock) -> None:
-    from delivery.tasks import send_batch
+def _enqueue(campaign: Campaign, ids: list[int], clock: Clock) -> None:
+    """Claims go to their sender's ready queue once committed (delivery/ready.py)."""
+    pace = pace_of(campaign)
+    entries = [Entry(campaign.pk, pk, clock.offset_seconds) for pk in ids]
+    transaction.on_commit(lambda: get_ready_queue().push(pace, entries))
 
-    transaction.on_commit(lambda: send_batch.delay(ids, clock.offset_seconds))
+
+def senders_top_up() -> None:
+    """Keeps `SEND_TASKS` sending tasks running while messages wait in the ready queue."""
+    from delivery.tasks import send_ready
+
+    queue = get_ready_queue()
+    if not queue.waiting():
+        return
+    if not isinstance(queue, RedisReadyQueue):
+        send_ready.delay()  # the embedded run: drained here, inline
+        return
+    seconds = drain_seconds()
+    for token in Drainers(queue.client).wanted(settings.SEND_TASKS, expires=seconds):
+        # A task not started within a drain's length is discarded: the next tick starts others.
+        send_ready.apply_async((token,), expires=seconds)
 
 
 def _ids(queryset: QuerySet) -> list[int]:
@@ -147,7 +173,9 @@ def _campaign(campaign_id: int) -> Campaign:
     return Campaign.objects.select_related("sender", "org").get(pk=campaign_id)
 
 
-def _run(campaign_id: int, now: datetime, send: SendBatch, report: TickReport) -> None:
+def _run(
+    campaign_id: int, now: datetime, send: SendBatch | None, report: TickReport, clock: Clock
+) -> None:
     """A running campaign's tick: its lists moved, then (In Progress) its due messages released."""
     campaign = None
     with _unit(report, Campaign, campaign_id):
@@ -162,9 +190,13 @@ def _run(campaign_id: int, now: datetime, send: SendBatch, report: TickReport) -
         claimed = _claim_due(campaign, now, report)
     # Outside the unit's transaction: a crash while sending must find the claims committed.
     with _unit(report, Campaign, campaign_id, atomic=False):
-        size = max(1, min(MAX_BATCH[campaign.channel], len(claimed)))
-        for start in range(0, len(claimed), size):
-            send(claimed[start : start + size])
+        if send is None:
+            if claimed:
+                _enqueue(campaign, claimed, clock)
+        else:
+            size = max(1, min(MAX_BATCH[campaign.channel], len(claimed)))
+            for start in range(0, len(claimed), size):
+                send(claimed[start : start + size])
     if claimed:
         report.released[campaign.name] = len(claimed)
 
@@ -352,10 +384,17 @@ def assume_delivered(now: datetime) -> int:
 # ---------------------------------------------------------------- release
 
 
+# How many ticks' worth of a sender's rate may wait claimed in the ready queue. More than one: a
+# tick that runs late (a busy database, a beat restarting) must not leave the sender idle until
+# it comes; the re-check at the moment of sending makes an early claim harmless.
+CLAIM_AHEAD_TICKS = 2
+
+
 def _budget(campaign: Campaign, now: datetime) -> int:
-    """How many to claim this tick: the sender's rate over one tick, less live claims still
-    waiting to be handed over (an expired one belongs to a dead worker and is not waited for)."""
-    per_tick = math.ceil(campaign.sender.messages_per_second * tick_seconds())
+    """How many to claim this tick: the sender's rate over CLAIM_AHEAD_TICKS ticks, less live
+    claims still waiting to be handed over (an expired one belongs to a dead worker and is not
+    waited for)."""
+    per_tick = math.ceil(campaign.sender.messages_per_second * tick_seconds() * CLAIM_AHEAD_TICKS)
     waiting = Message.objects.filter(
         campaign=campaign,
         status=MessageStatus.SENDING,
@@ -469,6 +508,7 @@ class WindowRules:
     """The campaign's hours for each recipient, with legal quiet hours, cached per kind."""
 
     def __init__(self, campaign: Campaign) -> None:
+        self.org_id = campaign.org_id
         self.hours = campaign.weekly_hours
         self.quiet = campaign.channel == Channel.SMS and campaign.org.quiet_hours
         self._hours_cache: dict[object, windows.WeeklyHours] = {}

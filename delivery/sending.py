@@ -7,11 +7,11 @@ hand over; a worker killed after the handover leaves "unknown", which the provid
 (carrying our id) reconciles.
 """
 
-import threading
 import time
-from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -34,6 +34,18 @@ from delivery.providers.base import (
     OutboundSms,
     ResultKind,
     SendResult,
+)
+from delivery.ready import (
+    Chunk,
+    Drainers,
+    Entry,
+    LocalReadyQueue,
+    ReadyQueue,
+    RedisReadyQueue,
+    SenderPace,
+    drain_seconds,
+    get_ready_queue,
+    pace_of,
 )
 from delivery.services import suppressed_addresses, suppression_add
 from delivery.throttle import Throttle, get_throttle
@@ -76,58 +88,70 @@ def send_batch(
     providers: dict | None = None,
     throttle: Throttle | None = None,
 ) -> SendReport:
-    """Sends the claimed messages among `message_ids`, paced by each sender's throttle.
+    """Sends the claimed messages among `message_ids` here and now, paced by each sender's
+    throttle: they go through a ready queue of their own, drained by the workers' loop (`drain`)
+    until it is empty. For `dispatch --once`, tests and benchmarks.
 
     `clock` is the releasing tick's (see delivery/clock.py): every instant recorded or decided
     on here is read from it.
     """
-    clock = clock or Clock()
-    report = SendReport()
-    throttle = throttle or get_throttle()
-    messages = [
-        Claimed(*row)
-        for row in Message.objects.filter(
-            pk__any=message_ids, status=MessageStatus.SENDING, handed_at__isnull=True
+    offset = (clock or Clock()).offset_seconds
+    queue = LocalReadyQueue(throttle or get_throttle())
+    rows = Message.objects.filter(
+        pk__any=message_ids, status=MessageStatus.SENDING, handed_at__isnull=True
+    ).values_list("campaign_id", "pk")
+    by_campaign: dict[int, list[int]] = defaultdict(list)
+    for campaign_id, pk in rows:
+        by_campaign[campaign_id].append(pk)
+    campaigns = Campaign.objects.select_related("sender").in_bulk(list(by_campaign))
+    for campaign_id, ids in sorted(by_campaign.items()):
+        queue.push(
+            pace_of(campaigns[campaign_id]),
+            [Entry(campaign_id, pk, offset) for pk in sorted(ids)],
         )
-        .values_list(*Claimed._fields)
-        .order_by("id")
-    ]
-    report.skipped = len(message_ids) - len(messages)
-    by_campaign: dict[int, list[Claimed]] = defaultdict(list)
-    for message in messages:
-        by_campaign[message.campaign_id].append(message)
-    for campaign_id, group in by_campaign.items():
-        campaign = Campaign.objects.select_related("sender", "template", "org").get(pk=campaign_id)
-        provider = (providers or {}).get(campaign.channel) or (
-            get_sms_provider() if campaign.channel == Channel.SMS else get_email_provider()
-        )
-        _send_campaign_group(campaign, group, provider, throttle, report, clock)
+    report = drain(queue, providers=providers, until_empty=True)
+    report.skipped += len(message_ids) - sum(len(ids) for ids in by_campaign.values())
     return report
+
+
+def drain_ready(token: str = "") -> SendReport:
+    """A sending task's run: takes what may go now from the shared ready queue for a few ticks
+    (`drain_seconds`), then makes room for the next task. `token` is its entry among the
+    running tasks (delivery/ready.py `Drainers`)."""
+    queue = get_ready_queue()
+    seconds = drain_seconds()
+    drainers = Drainers(queue.client) if token and isinstance(queue, RedisReadyQueue) else None
+    if drainers:
+        # Counted as running until a little after it should have finished; a killed worker's
+        # task then stops counting and the next tick starts another.
+        drainers.alive_until(token, time.time() + seconds + 10)
+    try:
+        return drain(queue, until=time.monotonic() + seconds)
+    finally:
+        if drainers:
+            drainers.gone(token)
 
 
 # A provider whose requests take longer than this, mostly waiting (WAITING_FACTOR times the CPU
 # the call spends), is waited on in threads, REQUESTS_IN_FLIGHT at a time: Twilio answers in
-# ~150 ms, and waiting for each answer before reserving the next slot would hold a worker near
-# 7 SMS a second whatever its sender's rate. A provider that answers at once (the local sandbox,
-# ~1 ms) is called inline, where threads would only contend for the GIL.
+# ~150 ms, and waiting for each answer before taking the next slot would hold a sending task near
+# 7 SMS a second however many senders have messages ready. A provider that answers at once (the
+# local sandbox, ~1 ms) is called inline, where threads would only contend for the GIL.
 SLOW_REQUEST_SECONDS = 0.02
 WAITING_FACTOR = 4
+# One pop takes the slots opening within the next LOOKAHEAD seconds, of every sender, up to
+# GROUP_REQUESTS requests: they are re-checked and handed over together (one set of statements
+# for the group, not per message) shortly before the first opens, then each request starts in
+# its own slot. As the old per-batch lead did, this bounds how long before its request a message
+# is re-checked (a Pause or a STOP in between finds it on its way, like a request in flight).
+LOOKAHEAD = 0.1
+GROUP_REQUESTS = 64
+# How long a sending task with nothing queued anywhere waits for more before it ends, and the
+# longest it sleeps at once while the next slot is further away (answers are looked at between).
+IDLE_EXIT_SECONDS = 1.0
+MAX_IDLE_SLEEP = 0.05
 
-
-def _chunk_size(campaign: Campaign, *, in_threads: bool = False) -> int:
-    """How many messages one throttle reservation covers.
-
-    An email chunk is one request: a tenth of a second's worth. An SMS chunk is a hundredth of a
-    second's worth, one request each, sent one after another (or all at once, in threads): the
-    slot is asked for with room for them all to start (its spread, see `_Pace`).
-    """
-    rate = campaign.sender.messages_per_second
-    if campaign.channel == Channel.EMAIL:
-        return max(1, min(1000, int(rate / 10)))
-    return max(1, min(REQUESTS_IN_FLIGHT if in_threads else 100, int(rate / 100)))
-
-
-# How long before its slot a chunk starts getting ready, at least and at most; and how many
+# How long before its slot a group starts getting ready, at least and at most; and how many
 # times a message may miss its slot before it waits for the next tick instead.
 MIN_LEAD, MAX_LEAD = 0.005, 0.25
 MAX_SLOT_MISSES = 3
@@ -135,20 +159,24 @@ MAX_SLOT_MISSES = 3
 
 @dataclass
 class _Pace:
-    """What this worker measures of itself, so each slot is asked for with room for it: how long
-    a chunk takes to get ready (re-check, hand-over, rendering) and one request to start."""
+    """What this process measures of itself, so each slot is asked for with room for it: how
+    long a group takes to get ready (re-check, hand-over, rendering) and one request to start."""
 
     # Cautious at first (rendering an email takes ~0.1 ms), then measured.
     per_message: float = 0.0003
     per_request: float = 0.002
     slack: float = 1.0
+    # Whether the provider's answers are mostly waiting (see SLOW_REQUEST_SECONDS).
+    in_threads: bool = False
+    # How many messages the last group had: the next is likely of that size.
+    group: int = 1
 
     def lead(self, n: int) -> float:
-        """Seconds to ask for between reserving a slot for n messages and its opening."""
+        """Seconds to ask for between reserving slots for n messages and their opening."""
         return min(MAX_LEAD, max(MIN_LEAD, self.slack * (0.002 + n * self.per_message)))
 
     def prepared(self, seconds: float, n: int) -> None:
-        # A little over the last, decaying: a chunk ready later than that still has the slot's
+        # A little over the last, decaying: a group ready later than that still has the slot's
         # LATE_LIMIT, and waiting for a lead longer than the work is time this worker idles.
         self.per_message = max(1.1 * seconds / max(1, n), 0.8 * self.per_message)
         self.slack = max(1.0, 0.8 * self.slack)
@@ -160,154 +188,341 @@ class _Pace:
         if requests:
             self.per_request = max(seconds / requests, 0.8 * self.per_request)
 
-    def spread(self, requests: int) -> float:
-        """Seconds from the first to the last start of `requests` sent one after another."""
-        return 0.0 if requests <= 1 else 1.5 * (requests - 1) * self.per_request
+    def spread_per_request(self) -> float:
+        """Seconds between two requests' starts, sent one after another (0 in threads)."""
+        return 0.0 if self.in_threads else 1.5 * self.per_request
 
 
-# Per sender, what this process has measured: a batch starts where the last one left off.
-_paces: dict[int, _Pace] = defaultdict(_Pace)
+# What this process has measured: a sending task starts where the last one left off.
+_pace = _Pace()
 
 
-def _send_campaign_group(
-    campaign: Campaign,
-    messages: list[Claimed],
-    provider: object,
-    throttle: Throttle,
-    report: SendReport,
-    clock: Clock,
-) -> None:
-    """Sends chunk after chunk, each inside its throttle slot.
+@dataclass
+class _Context:
+    """What sending a campaign's messages needs, read once and again after CONTEXT_SECONDS (an
+    edited list end or sender rate is seen within that; statuses are read by the hand-over)."""
 
-    For each chunk: a slot is reserved with room to get ready; shortly before it opens the chunk
-    is re-checked and handed over (database work stays out of the slot); the provider then waits
-    for the slot to open and starts every request before it closes, or reports it NOT_SENT, and
-    such messages are handed back and take another slot. Inline while the provider answers at
-    once. Once its answers are mostly waiting, chunks go without waiting for earlier answers: a
-    thread is free for every request of a chunk before its slot is reserved. Database writes stay
-    on this thread: hand-over before a request leaves, results as answers come back.
-    """
-    sender = campaign.sender
-    attachments = _attachments(campaign.template) if campaign.channel == Channel.EMAIL else ()
-    rules = WindowRules(campaign)
-    lists = RecipientList.objects.in_bulk({m.recipient_list_id for m in messages})
-    by_id = {m.pk: m for m in messages}
-    pending = deque(messages)
-    misses: Counter[int] = Counter()
-    pace = _paces[sender.pk]
-    room = threading.BoundedSemaphore(REQUESTS_IN_FLIGHT)
-    in_flight: list[Future] = []
-    in_threads = False
+    campaign: Campaign
+    provider: object
+    rules: WindowRules
+    lists: dict[int, RecipientList]
+    attachments: tuple[Attachment, ...]
+    pace: SenderPace
+    read_at: float
 
-    def try_again(missed: list[int]) -> None:
-        # Claimed and not sent: another slot, or after a few misses the next tick's.
-        report.results[ResultKind.NOT_SENT.value] += len(missed)
-        misses.update(missed)
-        again = [pk for pk in missed if misses[pk] < MAX_SLOT_MISSES]
-        _requeue([pk for pk in missed if misses[pk] >= MAX_SLOT_MISSES], clock.now())
-        pending.extendleft(by_id[pk] for pk in reversed(again))
-        pace.missed()
 
-    def record(results: list[SendResult]) -> None:
-        if missed := [r.message_id for r in results if r.kind == ResultKind.NOT_SENT]:
-            # Their requests never started: handed back first.
-            _hand_back_unsent(missed, until=clock.now() + claim_lease(sender.messages_per_second))
-            report.handed -= len(missed)
-            try_again(missed)
-        answered = [r for r in results if r.kind != ResultKind.NOT_SENT]
-        if answered:
-            record_results(campaign, answered, now=clock.now(), throttle=throttle)
-        for result in answered:
-            report.results[result.kind.value] += 1
+CONTEXT_SECONDS = 1.0
 
-    def record_answered(*, all_of_them: bool) -> None:
-        if all_of_them:
-            wait(in_flight)
-        answered = [f for f in in_flight if f.done()]
+
+class _Drain:
+    """One run of the sending loop over a ready queue (see `drain`)."""
+
+    def __init__(self, queue: ReadyQueue, providers: dict | None) -> None:
+        self.queue = queue
+        self.providers = providers or {}
+        self.report = SendReport()
+        self.contexts: dict[int, _Context] = {}
+        self.misses: Counter[int] = Counter()
+        self.in_flight: list[tuple[Future, Chunk]] = []
+        # The campaign of every message this run has read.
+        self.campaign_of: dict[int, int] = {}
+        self.pool: ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self, *, until: float | None, until_empty: bool) -> SendReport:
+        idle_since: float | None = None
+        try:
+            while until is None or time.monotonic() < until:
+                self.record_answered(block=False)
+                room = REQUESTS_IN_FLIGHT - len(self.in_flight)
+                if _pace.in_threads and room <= 0:
+                    self.record_answered(block=True, first=True)
+                    continue
+                lead = _pace.lead(_pace.group)
+                popped = self.queue.pop(
+                    max_requests=min(room, GROUP_REQUESTS) if _pace.in_threads else GROUP_REQUESTS,
+                    lead=lead,
+                    spread_per_request=_pace.spread_per_request(),
+                    horizon=LOOKAHEAD,
+                )
+                if popped.chunks:
+                    idle_since = None
+                    self.take(popped.chunks, lead)
+                    continue
+                if popped.wait is None and not self.in_flight:
+                    if until_empty:
+                        break
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since > IDLE_EXIT_SECONDS:
+                        break
+                wait = MAX_IDLE_SLEEP if popped.wait is None else popped.wait - lead - LOOKAHEAD
+                wait = min(MAX_IDLE_SLEEP, max(0.001, wait))
+                if until is not None:
+                    wait = min(wait, max(0.0, until - time.monotonic()))
+                if self.in_flight:
+                    futures_wait([f for f, _ in self.in_flight], timeout=wait)
+                else:
+                    time.sleep(wait)
+        finally:
+            self.record_answered(block=True)
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+        return self.report
+
+    # ------------------------------------------------------------ one group of chunks
+
+    def take(self, chunks: list[Chunk], lead: float) -> None:
+        """Sends the popped chunks, each inside its slot: re-checked and handed over shortly
+        before the slots open (database work stays out of them), then each request started
+        within its slot or reported NOT_SENT and handed back for another."""
+        ids = [entry.message_id for chunk in chunks for entry in chunk.entries]
+        claimed = {
+            row[0]: Claimed(*row)
+            for row in Message.objects.filter(
+                pk__any=ids, status=MessageStatus.SENDING, handed_at__isnull=True
+            ).values_list(*Claimed._fields)
+        }
+        # An entry whose claim is not live any more (handed over by another worker, queued
+        # again after its lease) is not this run's to send.
+        self.report.skipped += len(ids) - len(claimed)
+        self.campaign_of.update((pk, row.campaign_id) for pk, row in claimed.items())
+        self.refresh(claimed.values())
+        groups = [
+            (chunk, [claimed[e.message_id] for e in chunk.entries if e.message_id in claimed])
+            for chunk in chunks
+        ]
+        groups = [(chunk, messages) for chunk, messages in groups if messages]
+        if not groups:
+            return
+        groups[0][0].slot.sleep_until(min(c.slot.opens for c, _ in groups) - lead)
+        ready = time.monotonic()
+        live = []
+        for chunk, messages in groups:
+            if chunk.slot.missed():
+                # Woken (or answered by Redis) after the slot closed: not worth a hand-over.
+                self.try_again(chunk, {m.pk for m in messages})
+            else:
+                live.append((chunk, messages))
+        handed = self.hand_over(live, ready)
+        outbound = [(chunk, self.outbound(chunk, ready, messages)) for chunk, messages in handed]
+        _pace.group = sum(len(ms) for _, ms in groups)
+        _pace.prepared(time.monotonic() - ready, _pace.group)
+        if _pace.in_threads:
+            self.submit(outbound)
+        else:
+            self.send_inline(outbound)
+
+    def context(self, campaign_id: int) -> _Context:
+        return self.contexts[campaign_id]
+
+    def refresh(self, messages: Iterable[Claimed]) -> None:
+        """Reads, in a few statements for the whole group, the campaigns of these messages not
+        read yet, read over CONTEXT_SECONDS ago, or read before one of their lists existed."""
+        now = time.monotonic()
+        stale = {
+            m.campaign_id
+            for m in messages
+            if (found := self.contexts.get(m.campaign_id)) is None
+            or now - found.read_at > CONTEXT_SECONDS
+            or m.recipient_list_id not in found.lists
+        }
+        if not stale:
+            return
+        campaigns = Campaign.objects.select_related("sender", "template", "org").in_bulk(stale)
+        lists: dict[int, dict[int, RecipientList]] = defaultdict(dict)
+        for recipient_list in RecipientList.objects.filter(campaign_id__in=stale):
+            lists[recipient_list.campaign_id][recipient_list.pk] = recipient_list
+        for campaign_id, campaign in campaigns.items():
+            sms = campaign.channel == Channel.SMS
+            self.contexts[campaign_id] = _Context(
+                campaign=campaign,
+                provider=self.providers.get(campaign.channel)
+                or (get_sms_provider() if sms else get_email_provider()),
+                rules=WindowRules(campaign),
+                lists=lists[campaign_id],
+                attachments=() if sms else _attachments(campaign.template),
+                pace=pace_of(campaign),
+                read_at=now,
+            )
+
+    @staticmethod
+    def slot_instants(chunk: Chunk, ready: float) -> tuple[datetime, datetime]:
+        """The chunk's slot on its tick's clock: the instants between which it may leave."""
+        now = Clock.from_seconds(chunk.entries[0].clock_offset).now()
+        return (
+            now + timedelta(seconds=max(0.0, chunk.slot.opens - ready)),
+            now + timedelta(seconds=max(0.0, chunk.slot.closes - ready)),
+        )
+
+    def hand_over(
+        self, groups: list[tuple[Chunk, list[Claimed]]], ready: float
+    ) -> list[tuple[Chunk, list[Claimed]]]:
+        """The re-check at the moment of sending, for every chunk of the group at once (see
+        `_may_go`); returns the chunks with the messages handed over."""
+        items = []
+        for chunk, messages in groups:
+            opens, closes = self.slot_instants(chunk, ready)
+            for message in messages:
+                context = self.context(message.campaign_id)
+                items.append(_Check(message, context.rules, context.lists, opens, closes))
+        handed = _hand_over_if_allowed(items)
+        self.report.handed += len(handed)
+        kept = [(c, [m for m in ms if m.pk in handed]) for c, ms in groups]
+        return [(c, ms) for c, ms in kept if ms]
+
+    def outbound(
+        self, chunk: Chunk, ready: float, messages: list[Claimed]
+    ) -> list[OutboundSms | OutboundEmail]:
+        opens, _ = self.slot_instants(chunk, ready)
+        found = []
+        for message in messages:
+            context = self.context(message.campaign_id)
+            found.append(
+                _outbound(context.campaign, message, opens, context.rules, context.attachments)
+            )
+        return found
+
+    # ------------------------------------------------------------ requests
+
+    def send_inline(self, outbound: list[tuple[Chunk, list]]) -> None:
+        """Each chunk in turn, in the order their slots open; the group's answers recorded once."""
         results: list[SendResult] = []
-        for future in answered:
-            in_flight.remove(future)
-            results += future.result()
+        by_chunk: dict[int, Chunk] = {}
+        called, cpu = time.monotonic(), time.thread_time()
+        first_opens = min((c.slot.opens for c, _ in outbound), default=called)
+        for chunk, requests in sorted(outbound, key=lambda item: item[0].slot.opens):
+            if not requests:
+                continue
+            provider = self.context(self.campaign_of[requests[0].message_id]).provider
+            answers = provider.send(
+                requests, not_before=chunk.slot.opens, start_by=chunk.slot.closes
+            )
+            for answer in answers:
+                by_chunk[answer.message_id] = chunk
+            results += answers
+        # Timed from the first slot's opening: the wait for it is neither work nor answer.
+        wall = time.monotonic() - max(called, first_opens)
+        cpu = time.thread_time() - cpu
+        self.record(results, by_chunk)
+        went = {r.message_id for r in results if r.kind != ResultKind.NOT_SENT}
+        sent = 0
+        for _, requests in outbound:
+            gone = [r for r in requests if r.message_id in went]
+            sent += min(1, len(gone)) if _is_email(requests) else len(gone)
+        _pace.sent(wall, sent)
+        _pace.in_threads = (
+            sent > 0 and wall / sent > SLOW_REQUEST_SECONDS and wall > WAITING_FACTOR * cpu
+        )
+
+    def submit(self, outbound: list[tuple[Chunk, list]]) -> None:
+        """Every request of the group at once, each in a thread of its own; answers are recorded
+        on this thread as they come back."""
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(REQUESTS_IN_FLIGHT, thread_name_prefix="send")
+        for chunk, requests in outbound:
+            if not requests:
+                continue
+            provider = self.context(self.campaign_of[requests[0].message_id]).provider
+            batches = [requests] if _is_email(requests) else [[r] for r in requests]
+            for batch in batches:
+                future = self.pool.submit(
+                    provider.send, batch, not_before=chunk.slot.opens, start_by=chunk.slot.closes
+                )
+                self.in_flight.append((future, chunk))
+
+    def record_answered(self, *, block: bool, first: bool = False) -> None:
+        if not self.in_flight:
+            return
+        if block:
+            futures_wait(
+                [f for f, _ in self.in_flight],
+                return_when=FIRST_COMPLETED if first else ALL_COMPLETED,
+            )
+        done = [item for item in self.in_flight if item[0].done()]
+        results: list[SendResult] = []
+        by_chunk: dict[int, Chunk] = {}
+        for item in done:
+            self.in_flight.remove(item)
+            future, chunk = item
+            for answer in future.result():
+                by_chunk[answer.message_id] = chunk
+                results.append(answer)
         if results:
             # One set of writes for every answer that came back since the last look.
-            record(results)
+            self.record(results, by_chunk)
 
-    with ThreadPoolExecutor(REQUESTS_IN_FLIGHT, thread_name_prefix="send") as pool:
-        try:
-            while pending or in_flight:
-                if not pending:
-                    # Answers still to come may hand messages back for another slot.
-                    record_answered(all_of_them=True)
-                    continue
-                size = _chunk_size(campaign, in_threads=in_threads)
-                chunk = [pending.popleft() for _ in range(min(size, len(pending)))]
-                requests = 1 if campaign.channel == Channel.EMAIL else len(chunk)
-                if in_threads:
-                    for _ in range(requests):
-                        room.acquire()
-                # Slots keep real time (a provider counts real seconds, whatever day the tick
-                # reproduces); everything else here reads the tick's clock.
-                lead = pace.lead(len(chunk))
-                slot = throttle.take(
-                    sender.pk,
-                    sender.messages_per_second,
-                    len(chunk),
-                    lead=lead,
-                    spread=0.0 if in_threads else pace.spread(requests),
-                )
-                slot.sleep_until(slot.opens - lead)
-                if slot.missed():
-                    # Woken (or answered by Redis) after the slot closed: not worth a hand-over.
-                    for _ in range(requests if in_threads else 0):
-                        room.release()
-                    try_again([m.pk for m in chunk])
-                    continue
-                ready = time.monotonic()
-                # The slot on the tick's clock: the instants between which the chunk may leave.
-                now = clock.now()
-                opens = now + timedelta(seconds=max(0.0, slot.opens - ready))
-                closes = now + timedelta(seconds=max(0.0, slot.closes - ready))
-                handed = _hand_over_if_allowed(
-                    campaign, chunk, rules, lists, opens=opens, closes=closes
-                )
-                report.handed += len(handed)
-                outbound = [_outbound(campaign, m, opens, rules, attachments) for m in handed]
-                pace.prepared(time.monotonic() - ready, len(chunk))
-                if not in_threads:
-                    called, cpu = time.monotonic(), time.thread_time()
-                    results = (
-                        provider.send(outbound, not_before=slot.opens, start_by=slot.closes)
-                        if outbound
-                        else []
-                    )
-                    # Timed from the slot's opening: the wait for it is neither work nor answer.
-                    wall = time.monotonic() - max(called, slot.opens)
-                    cpu = time.thread_time() - cpu
-                    record(results)
-                    went = [r for r in results if r.kind != ResultKind.NOT_SENT]
-                    sent = len(went) if campaign.channel == Channel.SMS else min(1, len(went))
-                    pace.sent(wall, sent)
-                    in_threads = (
-                        sent > 0
-                        and wall / sent > SLOW_REQUEST_SECONDS
-                        and wall > WAITING_FACTOR * cpu
-                    )
-                    continue
-                batches = (
-                    [outbound] if campaign.channel == Channel.EMAIL else [[o] for o in outbound]
-                )
-                batches = [b for b in batches if b]
-                for _ in range(requests - len(batches)):
-                    room.release()
-                for batch in batches:
-                    future = pool.submit(
-                        provider.send, batch, not_before=slot.opens, start_by=slot.closes
-                    )
-                    future.add_done_callback(lambda _: room.release())
-                    in_flight.append(future)
-                record_answered(all_of_them=False)
-        finally:
-            record_answered(all_of_them=True)
+    # ------------------------------------------------------------ results
+
+    def record(self, results: list[SendResult], by_chunk: dict[int, Chunk]) -> None:
+        missed = [r.message_id for r in results if r.kind == ResultKind.NOT_SENT]
+        if missed:
+            # Their requests never started: handed back first, then another slot.
+            chunk_of = {pk: by_chunk[pk] for pk in missed}
+            for chunk in {id(c): c for c in chunk_of.values()}.values():
+                ids = [pk for pk, c in chunk_of.items() if c is chunk]
+                context = self.context(chunk.entries[0].campaign_id)
+                now = Clock.from_seconds(chunk.entries[0].clock_offset).now()
+                _hand_back_unsent(ids, until=now + claim_lease(context.pace.per_second))
+                self.report.handed -= len(ids)
+                self.try_again(chunk, set(ids))
+        answered = [r for r in results if r.kind != ResultKind.NOT_SENT]
+        for result in answered:
+            self.report.results[result.kind.value] += 1
+        if answered:
+            chunk = by_chunk[answered[0].message_id]
+            record_results(
+                answered,
+                campaign_of={
+                    r.message_id: self.context(self.campaign_of[r.message_id]).campaign
+                    for r in answered
+                },
+                now=Clock.from_seconds(chunk.entries[0].clock_offset).now(),
+                throttle=self.queue.throttle,
+            )
+
+    def try_again(self, chunk: Chunk, ids: set[int]) -> None:
+        """Claimed and not sent: another slot, or after a few misses the next tick's."""
+        self.report.results[ResultKind.NOT_SENT.value] += len(ids)
+        self.misses.update(ids)
+        gave_up = [pk for pk in ids if self.misses[pk] >= MAX_SLOT_MISSES]
+        now = Clock.from_seconds(chunk.entries[0].clock_offset).now()
+        _requeue(gave_up, now)
+        again = [e for e in chunk.entries if e.message_id in ids and e.message_id not in gave_up]
+        if again:
+            pace = self.context(again[0].campaign_id).pace
+            self.queue.push_front(chunk._replace(entries=again), pace)
+        _pace.missed()
+
+
+def drain(
+    queue: ReadyQueue,
+    *,
+    until: float | None = None,
+    providers: dict | None = None,
+    until_empty: bool = False,
+) -> SendReport:
+    """The sending loop: pops what may go now from `queue` and sends it, until the monotonic
+    `until` (or, with `until_empty`, until nothing is queued or in flight).
+
+    It sleeps only when no sender's slot opens before the next look, so one loop serves every
+    sender with messages ready; when it is not enough, more loops run in other worker slots.
+    """
+    return _Drain(queue, providers).run(until=until, until_empty=until_empty)
+
+
+def _is_email(requests: list) -> bool:
+    return isinstance(requests[0], OutboundEmail)
+
+
+class _Check(NamedTuple):
+    """A message to re-check at the moment of sending, with its slot on its tick's clock."""
+
+    message: Claimed
+    rules: WindowRules
+    lists: dict[int, RecipientList]
+    opens: datetime
+    closes: datetime
 
 
 def _outbound(
@@ -322,53 +537,63 @@ def _outbound(
     return _email(campaign, message, attachments)
 
 
-def _hand_over_if_allowed(
-    campaign: Campaign,
-    chunk: list[Claimed],
-    rules: WindowRules,
-    lists: dict[int, RecipientList],
-    *,
-    opens: datetime,
-    closes: datetime,
-) -> list[Claimed]:
+def _hand_over_if_allowed(checks: list[_Check]) -> set[int]:
     """The re-check at the moment of sending: hands over and returns the messages that may still
     go at every instant of their slot (`opens` to `closes`), and puts the others back.
 
-    A claim can wait in a worker past its window's close, a STOP, a Pause or a Stop. Its window
-    and its list's dates are asked of the dispatcher's own rule; opt-outs of the suppression list;
-    the campaign's and the list's status of the hand-over's UPDATE itself.
+    A claim can wait past its window's close, a STOP, a Pause or a Stop. Its window and its
+    list's dates are asked of the dispatcher's own rule; opt-outs of the suppression list; the
+    campaign's and the list's status of the hand-over's UPDATE itself.
     """
-    may_go: list[Claimed] = []
+    may_go: list[_Check] = []
     later: dict[datetime, list[int]] = defaultdict(list)
-    for message in chunk:
-        recipient_list = lists[message.recipient_list_id]
+    for check in checks:
+        message = check.message
+        recipient_list = check.lists[message.recipient_list_id]
         first, last = (
-            rules.next_eligible(at, message.address, message.timezone, recipient_list)
-            for at in (opens, closes)
+            check.rules.next_eligible(at, message.address, message.timezone, recipient_list)
+            for at in (check.opens, check.closes)
         )
-        if first is not None and first <= opens and last is not None and last <= closes:
-            may_go.append(message)
+        if first is not None and first <= check.opens and last is not None and last <= check.closes:
+            may_go.append(check)
         else:
             # Where the tick would have put it: its next opening, else its list's end.
-            later[last or recipient_list.end_at or closes + timedelta(days=7)].append(message.pk)
+            later[last or recipient_list.end_at or check.closes + timedelta(days=7)].append(
+                message.pk
+            )
     for eligible_at, ids in later.items():
         _requeue(ids, eligible_at)
-    kept = _drop_suppressed(campaign, may_go, opens)
-    handed = hand_over([m.pk for m in kept], now=opens)
-    if refused := [m.pk for m in kept if m.pk not in handed]:
-        _hand_back_refused(refused, now=opens)
-    return [m for m in kept if m.pk in handed]
+    kept = _drop_suppressed(may_go)
+    if not kept:
+        return set()
+    now = min(check.opens for check in kept)
+    handed = hand_over([check.message.pk for check in kept], now=now)
+    if refused := [check.message.pk for check in kept if check.message.pk not in handed]:
+        _hand_back_refused(refused, now=now)
+    return handed
 
 
-def _drop_suppressed(campaign: Campaign, chunk: list[Claimed], now: datetime) -> list[Claimed]:
+def _drop_suppressed(checks: list[_Check]) -> list[_Check]:
     """A STOP that arrived after the claim still stops the message."""
-    suppressed = suppressed_addresses(org_id=campaign.org_id, addresses=[m.address for m in chunk])
-    if not suppressed:
-        return chunk
-    Message.objects.filter(
-        pk__any=[m.pk for m in chunk if m.address in suppressed], status=MessageStatus.SENDING
-    ).update(status=MessageStatus.OPTED_OUT, final_at=now, lease_until=None)
-    return [m for m in chunk if m.address not in suppressed]
+    by_org: dict[int, list[_Check]] = defaultdict(list)
+    for check in checks:
+        by_org[check.rules.org_id].append(check)
+    kept: list[_Check] = []
+    for org_id, found in by_org.items():
+        suppressed = suppressed_addresses(
+            org_id=org_id, addresses=[check.message.address for check in found]
+        )
+        stopped = [check for check in found if check.message.address in suppressed]
+        if stopped:
+            Message.objects.filter(
+                pk__any=[check.message.pk for check in stopped], status=MessageStatus.SENDING
+            ).update(
+                status=MessageStatus.OPTED_OUT,
+                final_at=min(check.opens for check in stopped),
+                lease_until=None,
+            )
+        kept += [check for check in found if check.message.address not in suppressed]
+    return kept
 
 
 def hand_over(message_ids: Iterable[int], *, now: datetime) -> set[int]:
@@ -527,16 +752,23 @@ def _attachments(template: MessageTemplate) -> tuple[Attachment, ...]:
 
 
 def record_results(
-    campaign: Campaign, results: Sequence[SendResult], *, now: datetime, throttle: Throttle
+    results: Sequence[SendResult],
+    *,
+    campaign_of: Mapping[int, Campaign],
+    now: datetime,
+    throttle: Throttle,
 ) -> None:
-    """Writes each result onto its message; only messages still sending are changed."""
+    """Writes each result onto its message (of the campaign `campaign_of` gives for its id);
+    only messages still sending are changed. The accepted ones, by far the most, and the hourly
+    counts take one statement each for all the campaigns of the results."""
     by_kind: dict[ResultKind, list[SendResult]] = defaultdict(list)
     for result in results:
         by_kind[result.kind].append(result)
     _record_accepted(by_kind.get(ResultKind.ACCEPTED, []), now)
-    handed = len(results) - len(by_kind.get(ResultKind.THROTTLED, []))
-    if handed:
-        _count_sends(campaign.pk, now, handed)
+    handed: Counter[int] = Counter(
+        campaign_of[r.message_id].pk for r in results if r.kind != ResultKind.THROTTLED
+    )
+    _count_sends(handed, now)
     sending = Message.objects.filter(status=MessageStatus.SENDING)
     for result in by_kind.get(ResultKind.FAILED, []):
         sending.filter(pk=result.message_id).update(
@@ -571,12 +803,14 @@ def record_results(
                 detail=f"provider error {result.error_code}",
                 message=message,
             )
-    throttled = by_kind.get(ResultKind.THROTTLED, [])
-    if throttled:
-        backoff = max((r.retry_after or THROTTLE_BACKOFF_SECONDS) for r in throttled)
-        throttle.penalise(campaign.sender_id, backoff)
+    throttled: dict[int, list[SendResult]] = defaultdict(list)
+    for result in by_kind.get(ResultKind.THROTTLED, []):
+        throttled[campaign_of[result.message_id].sender_id].append(result)
+    for sender_id, refused in throttled.items():
+        backoff = max((r.retry_after or THROTTLE_BACKOFF_SECONDS) for r in refused)
+        throttle.penalise(sender_id, backoff)
         # The provider refused them, so they certainly did not go: queue them again.
-        sending.filter(pk__any=[r.message_id for r in throttled]).update(
+        sending.filter(pk__any=[r.message_id for r in refused]).update(
             status=MessageStatus.QUEUED,
             handed_at=None,
             lease_until=None,
@@ -584,14 +818,20 @@ def record_results(
         )
 
 
-def _count_sends(campaign_id: int, now: datetime, n: int) -> None:
+def _count_sends(per_campaign: Mapping[int, int], now: datetime) -> None:
+    """Adds each campaign's requests to its hour's count, in one statement."""
+    if not per_campaign:
+        return
     hour = now.replace(minute=0, second=0, microsecond=0)
+    # In campaign order: two workers adding to the same rows lock them in the same order.
+    rows = sorted(per_campaign.items())
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {SendHour._meta.db_table} (campaign_id, hour, count) VALUES (%s, %s, %s)"
-            f" ON CONFLICT (campaign_id, hour) DO UPDATE SET count ="
+            f"INSERT INTO {SendHour._meta.db_table} (campaign_id, hour, count) VALUES "
+            + ", ".join(["(%s, %s, %s)"] * len(rows))
+            + f" ON CONFLICT (campaign_id, hour) DO UPDATE SET count ="
             f" {SendHour._meta.db_table}.count + EXCLUDED.count",
-            [campaign_id, hour, n],
+            [value for campaign_id, n in rows for value in (campaign_id, hour, n)],
         )
 
 

@@ -34,41 +34,54 @@ SPAN = 1 + LATE_LIMIT + ARRIVAL_SPREAD
 # messages end, at `interval` apart. The slot log then makes the limit hard: a slot whose requests
 # may start until `start + spread` counts in every window up to then plus SPAN, and a slot that
 # would push any such window over the limit moves to the instant enough older slots have left.
-_RESERVE = """
+# The reservation itself, as a Lua function shared by this module's script and the ready queue's
+# (delivery/ready.py), in microseconds of Redis's clock. `busy` is when the caller will be done
+# with the requests it reserved before this one (0: none): requests sent one after another start
+# no earlier, so the slot's spread grows by any wait for them. Returns the slot's start and spread.
+RESERVE_FUNCTION = """
+local function reserve(tat_key, slots_key, now, interval, n, limit, span, lead, spread, busy)
+  local start = tonumber(redis.call('GET', tat_key) or '0')
+  if start < now + lead then start = now + lead end
+  while true do
+    local oldest = redis.call('LINDEX', slots_key, 0)
+    if not oldest or tonumber(string.match(oldest, '^(%d+)')) > now - span then break end
+    redis.call('LPOP', slots_key)
+  end
+  local lasts, sizes = {}, {}
+  for _, entry in ipairs(redis.call('LRANGE', slots_key, 0, -1)) do
+    local last, size = string.match(entry, '^(%d+) (%d+)$')
+    table.insert(lasts, tonumber(last))
+    table.insert(sizes, tonumber(size))
+  end
+  for _ = 0, #lasts do
+    local used, leaves = 0, nil
+    for i = 1, #lasts do
+      if lasts[i] > start - span then
+        used = used + sizes[i]
+        if leaves == nil or lasts[i] < leaves then leaves = lasts[i] end
+      end
+    end
+    if used + n <= limit or leaves == nil then break end
+    start = leaves + span
+  end
+  if busy > start then spread = spread + busy - start end
+  redis.call('RPUSH', slots_key, string.format('%d %d', start + spread, n))
+  local tat = start + n * interval
+  redis.call('SET', tat_key, string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 60000)
+  redis.call('PEXPIRE', slots_key, math.ceil((tat - now + spread + span) / 1000) + 60000)
+  return start, spread
+end
+"""
+_RESERVE = (
+    RESERVE_FUNCTION
+    + """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local interval, n, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local span, lead, spread = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local start = tonumber(redis.call('GET', KEYS[1]) or '0')
-if start < now + lead then start = now + lead end
-while true do
-  local oldest = redis.call('LINDEX', KEYS[2], 0)
-  if not oldest or tonumber(string.match(oldest, '^(%d+)')) > now - span then break end
-  redis.call('LPOP', KEYS[2])
-end
-local lasts, sizes = {}, {}
-for _, entry in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
-  local last, size = string.match(entry, '^(%d+) (%d+)$')
-  table.insert(lasts, tonumber(last))
-  table.insert(sizes, tonumber(size))
-end
-for _ = 0, #lasts do
-  local used, leaves = 0, nil
-  for i = 1, #lasts do
-    if lasts[i] > start - span then
-      used = used + sizes[i]
-      if leaves == nil or lasts[i] < leaves then leaves = lasts[i] end
-    end
-  end
-  if used + n <= limit or leaves == nil then break end
-  start = leaves + span
-end
-redis.call('RPUSH', KEYS[2], string.format('%d %d', start + spread, n))
-local tat = start + n * interval
-redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 60000)
-redis.call('PEXPIRE', KEYS[2], math.ceil((tat - now + spread + span) / 1000) + 60000)
+local start = reserve(KEYS[1], KEYS[2], now, tonumber(ARGV[1]), tonumber(ARGV[2]),
+  tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), 0)
 return tostring(start - now)
 """
+)
 _PENALISE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -128,7 +141,11 @@ class Throttle:
         spread += self.answer_time
         asked = time.monotonic()
         delay = self.reserve(sender_id, per_second, n, lead=lead, spread=spread)
-        answered = time.monotonic()
+        return self.slot(asked, time.monotonic(), delay, spread)
+
+    def slot(self, asked: float, answered: float, delay: float, spread: float) -> Slot:
+        """The slot Redis (or this process) reserved `delay` after an instant between `asked`
+        and `answered`, for requests that start within `spread` of each other."""
         self.answer_time = max(answered - asked, 0.8 * self.answer_time)
         return Slot(answered + delay, asked + delay + spread + LATE_LIMIT)
 
@@ -142,7 +159,12 @@ class Throttle:
         raise NotImplementedError
 
 
-def _us(seconds: float) -> int:
+def throttle_key(sender_id: int | str) -> str:
+    """The sender's GCRA instant in Redis; its slot log is this key plus ":slots"."""
+    return f"outreach:throttle:{sender_id}"
+
+
+def microseconds(seconds: float) -> int:
     return math.ceil(seconds * 1_000_000)
 
 
@@ -157,22 +179,22 @@ class RedisThrottle(Throttle):
     def reserve(
         self, sender_id: int, per_second: float, n: int, *, lead: float = 0.0, spread: float = 0.0
     ) -> float:
-        key = f"outreach:throttle:{sender_id}"
+        key = throttle_key(sender_id)
         delay = self._reserve(
             keys=[key, f"{key}:slots"],
             args=[
-                _us(interval_for(per_second, n)),
+                microseconds(interval_for(per_second, n)),
                 n,
                 per_second_cap(per_second, n),
-                _us(SPAN),
-                _us(lead),
-                _us(spread),
+                microseconds(SPAN),
+                microseconds(lead),
+                microseconds(spread),
             ],
         )
         return max(0.0, int(delay) / 1_000_000)
 
     def penalise(self, sender_id: int, seconds: float) -> None:
-        self._penalise(keys=[f"outreach:throttle:{sender_id}"], args=[_us(seconds)])
+        self._penalise(keys=[throttle_key(sender_id)], args=[microseconds(seconds)])
 
 
 class LocalThrottle(Throttle):
@@ -188,10 +210,10 @@ class LocalThrottle(Throttle):
     def reserve(
         self, sender_id: int, per_second: float, n: int, *, lead: float = 0.0, spread: float = 0.0
     ) -> float:
-        limit, span = per_second_cap(per_second, n), _us(SPAN)
+        limit, span = per_second_cap(per_second, n), microseconds(SPAN)
         with self._lock:
-            now = _us(self._clock())
-            start = max(self._tat.get(sender_id, 0), now + _us(lead))
+            now = microseconds(self._clock())
+            start = max(self._tat.get(sender_id, 0), now + microseconds(lead))
             slots = self._slots.setdefault(sender_id, deque())
             while slots and slots[0][0] <= now - span:
                 slots.popleft()
@@ -201,13 +223,13 @@ class LocalThrottle(Throttle):
                 if not counted or sum(size for _, size in counted) + n <= limit:
                     break
                 start = min(last for last, _ in counted) + span
-            slots.append((start + _us(spread), n))
-            self._tat[sender_id] = start + n * _us(interval_for(per_second, n))
+            slots.append((start + microseconds(spread), n))
+            self._tat[sender_id] = start + n * microseconds(interval_for(per_second, n))
             return (start - now) / 1_000_000
 
     def penalise(self, sender_id: int, seconds: float) -> None:
         with self._lock:
-            until = _us(self._clock() + seconds)
+            until = microseconds(self._clock() + seconds)
             self._tat[sender_id] = max(self._tat.get(sender_id, 0), until)
 
 

@@ -29,11 +29,11 @@ def _refuse_without_secret_key(**kwargs: object) -> None:
 # Every periodic job of the product, in one place. The embedded worker ticks these same entries
 # when there is no Redis, so the two modes never drift apart.
 app.conf.beat_schedule = {
-    # The dispatcher: start due campaigns and lists, release due messages, finish what is done.
-    # Short, so that releases are spread evenly; a lock inside keeps ticks from overlapping.
+    # The dispatcher: start due campaigns and lists, claim due messages into the ready queue,
+    # finish what is done. Run in the beat itself (outreach_site/beat.py), never queued behind
+    # sends; short, so that claims are spread evenly; a lock keeps ticks from overlapping.
     "dispatch": {
         "task": "delivery.dispatch_tick",
         "schedule": float(os.environ.get("DISPATCH_TICK_SECONDS", "2")),
-        "options": {"expires": 10},
     },
 }

@@ -235,6 +235,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Redis re-delivers an unacknowledged task after this long; it must exceed the longest task.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The dispatcher's tick runs inside the beat, never queued behind sends (outreach_site/beat.py).
+CELERY_BEAT_SCHEDULER = "outreach_site.beat:Scheduler"
+# Sending tasks kept running while messages wait in the ready queue (delivery/ready.py): each
+# takes whatever may go now, for any sender. At least the workers' total concurrency, or some
+# worker slots stay idle while messages wait; more only queue behind the running ones.
+SEND_TASKS = env_int("SEND_TASKS", 8, minimum=1)
 # The dispatcher ticks this often (seconds) and claims one tick's worth of each sender's rate.
 DISPATCH_TICK_SECONDS = env_int("DISPATCH_TICK_SECONDS", 2, minimum=1)
 # How long a message handed to the provider may stay "sending" without a recorded result before

@@ -18,7 +18,7 @@ from campaigns.services import (
     campaign_schedule,
     campaign_stop,
 )
-from delivery.dispatch import claim, dispatch_tick, expire_leases
+from delivery.dispatch import CLAIM_AHEAD_TICKS, claim, dispatch_tick, expire_leases
 from delivery.models import Message, MessageStatus, Suppression
 from delivery.selectors import lists_progress
 from delivery.sending import hand_over
@@ -207,7 +207,9 @@ def test_quiet_hours_can_be_turned_off_per_organization(campaign):
 # ---------------------------------------------------------------- throttle budget, suppression
 
 
-def test_it_claims_at_most_one_tick_of_the_senders_rate(campaign, settings):
+def test_it_claims_at_most_two_ticks_of_the_senders_rate(campaign, settings):
+    # Two: one tick's worth waits in the ready queue, so a late tick leaves no sender idle.
+    assert CLAIM_AHEAD_TICKS == 2
     settings.DISPATCH_TICK_SECONDS = 2
     campaign.sender.rate_limit = 5
     campaign.sender.save()
@@ -216,7 +218,7 @@ def test_it_claims_at_most_one_tick_of_the_senders_rate(campaign, settings):
     campaign.schedule = ALL_WEEK
     campaign.save()
     sent, _ = tick(utc(2026, 3, 3, 12))
-    assert len(sent.ids) == 10
+    assert len(sent.ids) == 20
     # Claims not yet handed over count against the next tick's budget.
     assert not tick(utc(2026, 3, 3, 12, 0, 2))[0].ids
 
@@ -473,12 +475,12 @@ def test_stale_claims_never_eat_the_senders_budget(campaign, leases):
     queue(make_list(campaign, start=utc(2026, 3, 1)), "UTC", n=30)
     claimed_at = utc(2026, 3, 3, 12)
     dead = tick(claimed_at)[0].ids
-    assert len(dead) == 10
+    assert len(dead) == 5 * 2 * CLAIM_AHEAD_TICKS
     # Live claims count against the budget until their lease runs out …
     assert not tick(claimed_at + timedelta(seconds=30))[0].ids
     # … then the dead worker's claims count no more: a whole tick's worth goes again.
     again = tick(claimed_at + timedelta(seconds=63))[0].ids
-    assert len(again) == 10
+    assert len(again) == 5 * 2 * CLAIM_AHEAD_TICKS
 
 
 def test_a_worker_handing_over_after_the_claim_lease_finds_nothing_to_hand_over(campaign, leases):
