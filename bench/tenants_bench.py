@@ -10,8 +10,10 @@ Rows, each beside a baseline measured in the same run:
 - One organization at 100 SMS/s beside 50 at 1 SMS/s: the worst share, and the longest an
   organization waited for its first message after the first anyone got (one tick at most).
 
-Shares are counted from the messages' `sent_at` over a measuring window that starts once every
-organization has sent its first message; the sandbox runs in a child process with callbacks off.
+A share is an organization's rate over a measuring window that starts once every organization
+has sent its first message — its messages' `sent_at` there, first to last — over its sender's
+rate; at 1/s the throttle's own spacing (delivery/throttle.py SPAN) caps it at 0.976. The
+sandbox runs in a child process with callbacks off.
 """
 
 import argparse
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +57,13 @@ def _process_cpu(pid: int) -> float:
     return total
 
 
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU jiffies of the whole machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
 class Engine:
     """A Celery beat and worker (default concurrency) on the benchmark database and Redis."""
 
@@ -77,7 +87,16 @@ class Engine:
 
         redis.Redis.from_url(BENCH_REDIS_URL).flushdb()
         for name, args in (
-            ("worker", ["worker", "--without-gossip", "--without-mingle", "-l", "WARNING"]),
+            (
+                "worker",
+                [
+                    "worker",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-l",
+                    os.environ.get("BENCH_WORKER_LOG", "WARNING"),
+                ],
+            ),
             ("beat", ["beat", "-s", str(self.tmp / "schedule"), "-l", "WARNING"]),
         ):
             log = (self.tmp / f"{name}.log").open("ab")
@@ -114,6 +133,15 @@ class Outcome:
     first_waits: list[float]
     cpu_per_message: float
     messages: int
+    # How busy the whole machine was while measuring (1.0: every core), beat and sandbox included.
+    machine_busy: float
+
+
+def _rate(times: list) -> float:
+    """Messages a second between the first and the last of these instants."""
+    if len(times) < 2:
+        return 0.0
+    return (len(times) - 1) / (times[-1] - times[0]).total_seconds()
 
 
 def _tenants(rates: list[int], seconds: float) -> list:
@@ -130,7 +158,7 @@ def _tenants(rates: list[int], seconds: float) -> list:
 
 def _run(sandbox_url: str, rates: list[int], seconds: float) -> Outcome:
     """Starts every campaign, waits until each has sent, measures `seconds`, stops."""
-    from django.db.models import Count, Min, Q
+    from django.db.models import Min
     from django.utils import timezone
 
     from campaigns.services import campaign_run
@@ -152,33 +180,37 @@ def _run(sandbox_url: str, rates: list[int], seconds: float) -> Outcome:
             time.sleep(0.5)
         # A few ticks in, so that the measure is the steady state.
         time.sleep(2 * TICK_SECONDS)
-        window_start, cpu_start = timezone.now(), engine.worker_cpu
+        window_start, cpu_start, machine_start = timezone.now(), engine.worker_cpu, _machine_busy()
         time.sleep(seconds)
-        window_end, cpu_end = timezone.now(), engine.worker_cpu
+        window_end, cpu_end, machine_end = timezone.now(), engine.worker_cpu, _machine_busy()
     finally:
         engine.stop()
-    window = (window_end - window_start).total_seconds()
-    in_window = Q(sent_at__gte=window_start, sent_at__lt=window_end)
-    counts = dict(
-        Message.objects.filter(campaign_id__in=campaigns)
-        .values_list("campaign_id")
-        .annotate(n=Count("id", filter=in_window))
-    )
+    # Each organization's rate over the window: its messages there, first to last, so that
+    # where the window's edges fall between two messages does not count.
+    sent_times: dict[int, list] = defaultdict(list)
+    for campaign_id, sent_at in (
+        Message.objects.filter(
+            campaign_id__in=campaigns, sent_at__gte=window_start, sent_at__lt=window_end
+        )
+        .order_by("sent_at")
+        .values_list("campaign_id", "sent_at")
+    ):
+        sent_times[campaign_id].append(sent_at)
     firsts = dict(
         Message.objects.filter(campaign_id__in=campaigns)
         .values_list("campaign_id")
         .annotate(first=Min("sent_at"))
     )
     shares = [
-        counts.get(b.campaign.pk, 0) / (rate * window)
-        for b, rate in zip(benches, rates, strict=True)
+        _rate(sent_times[b.campaign.pk]) / rate for b, rate in zip(benches, rates, strict=True)
     ]
+    total = sum(len(times) for times in sent_times.values())
     # From the first message anyone got: the tick that started them all.
     first = min(f for f in firsts.values() if f is not None)
     waits = [((firsts.get(b.campaign.pk) or window_end) - first).total_seconds() for b in benches]
-    total = sum(counts.values())
     purge_orgs(PREFIX)
-    return Outcome(shares, waits, (cpu_end - cpu_start) / max(1, total), total)
+    busy = (machine_end[0] - machine_start[0]) / max(1, machine_end[1] - machine_start[1])
+    return Outcome(shares, waits, (cpu_end - cpu_start) / max(1, total), total, busy)
 
 
 def run(quick: bool = False) -> list[Row]:

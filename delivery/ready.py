@@ -37,6 +37,8 @@ from delivery.throttle import (
 )
 
 PRIORITY, BULK = "hi", "lo"
+# A slot opening this close to the asked-for lead counts as opening now.
+NEAR = 0.002
 LANES = (PRIORITY, BULK)
 PREFIX = "outreach:ready:"
 
@@ -96,13 +98,16 @@ class ReadyQueue:
         raise NotImplementedError
 
     def pop(
-        self, *, max_requests: int, lead: float, spread_per_request: float, horizon: float = 0.002
+        self, *, max_requests: int, lead: float, spread_per_request: float, lookahead: float = 0.0
     ) -> Popped:
-        """Chunks of the senders whose next slot opens within `lead` + `horizon`, most behind
-        first, up to `max_requests` requests in all, each with its slot reserved opening at
-        least `lead` from now. A sender may give several chunks, one per slot. The group's
-        requests are sent one after another, each taking `spread_per_request` (0: all at once,
-        in threads): a slot's spread covers waiting for the requests before it."""
+        """Chunks of the senders whose next slot opens within `lead` (and NEAR) from now, most
+        behind first, with those opening up to `lookahead` later, up to `max_requests` requests
+        in all, each with its slot reserved opening at least `lead` from now. Nothing is popped
+        before the first slot is about to open: a task holding slots far ahead would leave their
+        senders waiting while it sleeps through the nearer ones. A sender may give several
+        chunks, one per slot. The group's requests are sent one after another, each taking
+        `spread_per_request` (0: all at once, in threads): a slot's spread covers waiting for
+        the requests before it."""
         raise NotImplementedError
 
     def waiting(self) -> int:
@@ -123,7 +128,8 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local prefix, throttle_prefix = ARGV[1], ARGV[2]
 local max_requests, lead, step = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local horizon, span, base = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local near, span, base = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local lookahead = tonumber(ARGV[9])
 local out, wait, requests, looks, busy = {}, nil, 0, 0, 0
 for _, lane in ipairs({'hi', 'lo'}) do
   local senders = prefix .. 'senders:' .. lane
@@ -139,7 +145,7 @@ for _, lane in ipairs({'hi', 'lo'}) do
       'interval', 'limit', 'chunk', 'requests')
     if tat > score then
       redis.call('ZADD', senders, tat, sender)
-    elseif score > now + lead + horizon then
+    elseif score > now + lead + (#out == 0 and near or lookahead) then
       if wait == nil or score - now < wait then wait = score - now end
       break
     elseif not meta[1] then
@@ -229,7 +235,7 @@ class RedisReadyQueue(ReadyQueue):
         self._push_entries(pace, [e.encode() for e in chunk.entries], chunk.lane, front=True)
 
     def pop(
-        self, *, max_requests: int, lead: float, spread_per_request: float, horizon: float = 0.002
+        self, *, max_requests: int, lead: float, spread_per_request: float, lookahead: float = 0.0
     ) -> Popped:
         base = self.throttle.answer_time
         asked = time.monotonic()
@@ -240,9 +246,10 @@ class RedisReadyQueue(ReadyQueue):
                 max_requests,
                 microseconds(lead),
                 microseconds(spread_per_request),
-                microseconds(horizon),
+                microseconds(NEAR),
                 microseconds(SPAN),
                 microseconds(base),
+                microseconds(lookahead),
             ]
         )
         answered = time.monotonic()
@@ -287,7 +294,7 @@ class LocalReadyQueue(ReadyQueue):
             queue.extendleft(reversed(chunk.entries))
 
     def pop(
-        self, *, max_requests: int, lead: float, spread_per_request: float, horizon: float = 0.002
+        self, *, max_requests: int, lead: float, spread_per_request: float, lookahead: float = 0.0
     ) -> Popped:
         popped, requests, busy = Popped(), 0, 0.0
         with self._lock:
@@ -295,14 +302,14 @@ class LocalReadyQueue(ReadyQueue):
             for lane in LANES:
                 while requests < max_requests:
                     heads = [
-                        (self._next.get(sender, 0.0), sender)
+                        (self._opening(sender), sender)
                         for (in_lane, sender), queue in self._queues.items()
                         if in_lane == lane and queue
                     ]
                     if not heads:
                         break
                     opens, sender = min(heads)
-                    if opens > now + lead + horizon:
+                    if opens > now + lead + (lookahead if popped.chunks else NEAR):
                         wait = opens - now
                         popped.wait = wait if popped.wait is None else min(popped.wait, wait)
                         break
@@ -327,6 +334,11 @@ class LocalReadyQueue(ReadyQueue):
             if not popped.chunks and popped.wait is None and self.waiting_locked():
                 popped.wait = 0.0
         return popped
+
+    def _opening(self, sender: int) -> float:
+        # A LocalThrottle knows a 429's back-off too; another throttle only what this queue took.
+        known = getattr(self.throttle, "next_opening", None)
+        return max(self._next.get(sender, 0.0), known(sender) if known else 0.0)
 
     def waiting_locked(self) -> int:
         return len({sender for (_, sender), queue in self._queues.items() if queue})

@@ -23,7 +23,7 @@ from campaigns.models import Campaign, Channel, MessageTemplate, Status
 from campaigns.rendering import UNSUBSCRIBE_VARIABLE, render, render_email_text
 from delivery import links
 from delivery.clock import Clock
-from delivery.dispatch import WindowRules, claim_lease, lease
+from delivery.dispatch import WindowRules, claim_lease, lease, senders_top_up
 from delivery.lookups import ids_condition
 from delivery.models import Message, MessageStatus, SendHour, SuppressionReason
 from delivery.providers import get_email_provider, get_sms_provider
@@ -47,7 +47,7 @@ from delivery.ready import (
     get_ready_queue,
     pace_of,
 )
-from delivery.services import suppressed_addresses, suppression_add
+from delivery.services import suppressed_pairs, suppression_add
 from delivery.throttle import Throttle, get_throttle
 from delivery.windows import window_end
 from recipients.models import ListStatus, RecipientList
@@ -130,6 +130,8 @@ def drain_ready(token: str = "") -> SendReport:
     finally:
         if drainers:
             drainers.gone(token)
+            # A successor at once, rather than a worker slot idle until the next tick's top-up.
+            senders_top_up()
 
 
 # A provider whose requests take longer than this, mostly waiting (WAITING_FACTOR times the CPU
@@ -139,11 +141,12 @@ def drain_ready(token: str = "") -> SendReport:
 # local sandbox, ~1 ms) is called inline, where threads would only contend for the GIL.
 SLOW_REQUEST_SECONDS = 0.02
 WAITING_FACTOR = 4
-# One pop takes the slots opening within the next LOOKAHEAD seconds, of every sender, up to
-# GROUP_REQUESTS requests: they are re-checked and handed over together (one set of statements
-# for the group, not per message) shortly before the first opens, then each request starts in
-# its own slot. As the old per-batch lead did, this bounds how long before its request a message
-# is re-checked (a Pause or a STOP in between finds it on its way, like a request in flight).
+# Once a slot is about to open, one pop also takes the slots opening within LOOKAHEAD after it,
+# of every sender, up to GROUP_REQUESTS requests: they are re-checked and handed over together
+# (one set of statements for the group, not per message) shortly before the first opens, then
+# each request starts in its own slot; meanwhile another sending task takes the next group. As
+# the old per-batch lead did, this bounds how long before its request a message is re-checked
+# (a Pause or a STOP in between finds it on its way, like a request in flight).
 LOOKAHEAD = 0.1
 GROUP_REQUESTS = 64
 # How long a sending task with nothing queued anywhere waits for more before it ends, and the
@@ -244,7 +247,7 @@ class _Drain:
                     max_requests=min(room, GROUP_REQUESTS) if _pace.in_threads else GROUP_REQUESTS,
                     lead=lead,
                     spread_per_request=_pace.spread_per_request(),
-                    horizon=LOOKAHEAD,
+                    lookahead=LOOKAHEAD,
                 )
                 if popped.chunks:
                     idle_since = None
@@ -256,7 +259,7 @@ class _Drain:
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since > IDLE_EXIT_SECONDS:
                         break
-                wait = MAX_IDLE_SLEEP if popped.wait is None else popped.wait - lead - LOOKAHEAD
+                wait = MAX_IDLE_SLEEP if popped.wait is None else popped.wait - lead
                 wait = min(MAX_IDLE_SLEEP, max(0.001, wait))
                 if until is not None:
                     wait = min(wait, max(0.0, until - time.monotonic()))
@@ -389,20 +392,20 @@ class _Drain:
         """Each chunk in turn, in the order their slots open; the group's answers recorded once."""
         results: list[SendResult] = []
         by_chunk: dict[int, Chunk] = {}
-        called, cpu = time.monotonic(), time.thread_time()
-        first_opens = min((c.slot.opens for c, _ in outbound), default=called)
+        # Timed from each slot's opening: the wait for it is neither work nor answer.
+        wall, cpu = 0.0, time.thread_time()
         for chunk, requests in sorted(outbound, key=lambda item: item[0].slot.opens):
             if not requests:
                 continue
             provider = self.context(self.campaign_of[requests[0].message_id]).provider
+            called = time.monotonic()
             answers = provider.send(
                 requests, not_before=chunk.slot.opens, start_by=chunk.slot.closes
             )
+            wall += time.monotonic() - max(called, chunk.slot.opens)
             for answer in answers:
                 by_chunk[answer.message_id] = chunk
             results += answers
-        # Timed from the first slot's opening: the wait for it is neither work nor answer.
-        wall = time.monotonic() - max(called, first_opens)
         cpu = time.thread_time() - cpu
         self.record(results, by_chunk)
         went = {r.message_id for r in results if r.kind != ResultKind.NOT_SENT}
@@ -575,25 +578,16 @@ def _hand_over_if_allowed(checks: list[_Check]) -> set[int]:
 
 def _drop_suppressed(checks: list[_Check]) -> list[_Check]:
     """A STOP that arrived after the claim still stops the message."""
-    by_org: dict[int, list[_Check]] = defaultdict(list)
-    for check in checks:
-        by_org[check.rules.org_id].append(check)
-    kept: list[_Check] = []
-    for org_id, found in by_org.items():
-        suppressed = suppressed_addresses(
-            org_id=org_id, addresses=[check.message.address for check in found]
-        )
-        stopped = [check for check in found if check.message.address in suppressed]
-        if stopped:
-            Message.objects.filter(
-                pk__any=[check.message.pk for check in stopped], status=MessageStatus.SENDING
-            ).update(
-                status=MessageStatus.OPTED_OUT,
-                final_at=min(check.opens for check in stopped),
-                lease_until=None,
-            )
-        kept += [check for check in found if check.message.address not in suppressed]
-    return kept
+    suppressed = suppressed_pairs({(c.rules.org_id, c.message.address) for c in checks})
+    if not suppressed:
+        return checks
+    stopped = [c for c in checks if (c.rules.org_id, c.message.address) in suppressed]
+    Message.objects.filter(
+        pk__any=[c.message.pk for c in stopped], status=MessageStatus.SENDING
+    ).update(
+        status=MessageStatus.OPTED_OUT, final_at=min(c.opens for c in stopped), lease_until=None
+    )
+    return [c for c in checks if (c.rules.org_id, c.message.address) not in suppressed]
 
 
 def hand_over(message_ids: Iterable[int], *, now: datetime) -> set[int]:

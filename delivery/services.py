@@ -5,7 +5,7 @@ from functools import cache
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -224,6 +224,27 @@ def suppressed_addresses(*, org_id: int, addresses: list[str]) -> set[str]:
             "address", flat=True
         )
     )
+
+
+def suppressed_pairs(pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which of these (organization, address) pairs are suppressed, in one statement (on
+    PostgreSQL a join with the pairs as two arrays, which the (org, address) index serves)."""
+    if not pairs:
+        return set()
+    if connection.vendor != "postgresql":
+        wanted = Q()
+        for org_id, address in pairs:
+            wanted |= Q(org_id=org_id, address=address)
+        return set(Suppression.objects.filter(wanted).values_list("org_id", "address"))
+    orgs, addresses = zip(*sorted(pairs), strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT s.org_id, s.address FROM {Suppression._meta.db_table} s"
+            f" JOIN unnest(CAST(%s AS bigint[]), CAST(%s AS varchar[])) AS v(org_id, address)"
+            f" ON s.org_id = v.org_id AND s.address = v.address",
+            [list(orgs), list(addresses)],
+        )
+        return {(org_id, address) for org_id, address in cursor.fetchall()}
 
 
 def suppressions_apply_to_list(*, recipient_list_id: int, org_id: int) -> int:

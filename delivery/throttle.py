@@ -227,6 +227,11 @@ class LocalThrottle(Throttle):
             self._tat[sender_id] = start + n * microseconds(interval_for(per_second, n))
             return (start - now) / 1_000_000
 
+    def next_opening(self, sender_id: int) -> float:
+        """When (on this throttle's clock) the sender's next slot opens at the earliest."""
+        with self._lock:
+            return self._tat.get(sender_id, 0) / 1_000_000
+
     def penalise(self, sender_id: int, seconds: float) -> None:
         with self._lock:
             until = microseconds(self._clock() + seconds)

@@ -25,7 +25,12 @@ from delivery.sending import hand_over
 from delivery.services import suppression_add
 from recipients.models import ListStatus, RecipientList
 from recipients.services import recipient_list_stop
-from tests.factories import CampaignFactory, MessageFactory, RecipientListFactory
+from tests.factories import (
+    CampaignFactory,
+    MessageFactory,
+    OrganizationFactory,
+    RecipientListFactory,
+)
 
 ALL_WEEK = {str(d): ["00:00", "23:59"] for d in range(7)}
 WEEKDAYS_9_17 = {str(d): ["09:00", "17:00"] for d in range(5)}
@@ -558,3 +563,30 @@ def test_the_dispatch_command_prints_what_stopped_a_campaign(campaign):
     out = io.StringIO()
     call_command("dispatch", "--once", "--now", "2026-03-02T12:00:00Z", stdout=out)
     assert f"error in campaign {campaign.pk}: ValueError" in out.getvalue()
+
+
+def test_a_tick_costs_the_same_statements_for_two_running_campaigns_or_eight(db):
+    """The tick claims for every running campaign together: its statements do not grow with
+    the number of campaigns (bench/tick_bench.py times 200)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def statements(n: int, at) -> int:
+        for _ in range(n):
+            # One organization each: an organization runs one SMS campaign at a time.
+            campaign = CampaignFactory(
+                org=OrganizationFactory(), schedule=ALL_WEEK, status=Status.IN_PROGRESS
+            )
+            queue(make_list(campaign, start=utc(2026, 3, 1)), "UTC", n=3)
+        dispatch_tick(at, send=lambda ids: None)  # lists start
+        Message.objects.filter(status=MessageStatus.SENDING).update(
+            status=MessageStatus.QUEUED, lease_until=None
+        )
+        with CaptureQueriesContext(connection) as captured:
+            report = dispatch_tick(at, send=lambda ids: None)
+        assert len(report.released) == Campaign.objects.filter(status=Status.IN_PROGRESS).count()
+        return len(captured)
+
+    two = statements(2, utc(2026, 3, 3, 12))
+    eight = statements(6, utc(2026, 3, 3, 12, 1))
+    assert eight == two
