@@ -27,6 +27,7 @@ def _suites(quick: bool) -> list[tuple[str, Callable[[], list[Row]]]]:
         import_bench,
         optout_bench,
         pages_bench,
+        tenants_bench,
         throttle_bench,
         tick_bench,
         webhook_bench,
@@ -40,6 +41,7 @@ def _suites(quick: bool) -> list[tuple[str, Callable[[], list[Row]]]]:
         ("Throttle accuracy", lambda: throttle_bench.run(quick)),
         ("Webhook ingestion vs bare view", lambda: webhook_bench.run(quick)),
         ("Page latency, 1k vs 1M messages", lambda: pages_bench.run(quick)),
+        ("Many tenants at once", lambda: tenants_bench.run(quick)),
     ]
 
 
