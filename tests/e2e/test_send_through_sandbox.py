@@ -158,3 +158,19 @@ def test_a_slow_provider_is_not_waited_on_message_by_message_yet_the_throttle_ho
     assert overlapping >= 20, overlapping
     assert_provider_kept_rate(received, 20)
     assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.DELIVERED}
+
+
+def test_the_embedded_worker_ticks_and_sends_through_the_ready_queue(tenants, sandbox, settings):
+    # The embedded run: no separate worker, the tick's sending task runs in the same process.
+    from django.core.management import call_command
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    sandbox.configure(stop_reply_ratio=0.0, delivered_ratio=1.0)
+    campaign = make_campaign(tenants, Channel.SMS, 4, rate=50)
+    campaign_run(campaign=campaign, user=tenants.admin)
+    # The first tick starts the list, a later one claims and sends.
+    call_command("embedded_worker", "--ticks", "6")
+    assert sandbox.wait_idle(30)
+    assert set(sandbox.requests_per_message().values()) == {1}
+    sent = Message.objects.filter(campaign=campaign, provider_id__gt="")
+    assert sent.count() == 4
