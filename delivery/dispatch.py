@@ -472,26 +472,35 @@ def _claim_all(
     """Claims the due messages of these campaigns inside their windows, up to each one's budget,
     in one transaction; returns the claimed ids per campaign. Should that fail, each campaign is
     claimed on its own, as its unit, so that only the one at fault fails."""
-    batches = [campaigns] if len(campaigns) <= 1 else [campaigns, *([c] for c in campaigns)]
+    try:
+        return _claims_kept(_claims_in_transaction(campaigns, lists, now), report)
+    except Exception as error:
+        if isinstance(error, DatabaseError) and not connection.is_usable():
+            raise
+        if len(campaigns) == 1:
+            report.fail((Campaign, campaigns[0].pk), error)
+            return {}
     claimed: dict[int, list[int]] = {}
-    for i, batch in enumerate(batches):
-        try:
-            with transaction.atomic():
-                done = _claim_together(batch, lists, now)
-        except Exception as error:
-            if isinstance(error, DatabaseError) and not connection.is_usable():
-                raise
-            if len(batch) == 1:
-                report.fail((Campaign, batch[0].pk), error)
-            continue
-        for unit, error in done.errors.items():
-            report.fail(unit, error)
-        report.rescheduled += done.rescheduled
-        report.opted_out += done.opted_out
-        claimed.update(done.claimed)
-        if i == 0:
-            break  # all of them at once: no need for one by one
+    for campaign in campaigns:
+        with _unit(report, Campaign, campaign.pk, atomic=False):
+            claimed.update(_claims_kept(_claims_in_transaction([campaign], lists, now), report))
     return claimed
+
+
+def _claims_in_transaction(
+    campaigns: list[Campaign], lists: dict[int, list[RecipientList]], now: datetime
+) -> _Claims:
+    with transaction.atomic():
+        return _claim_together(campaigns, lists, now)
+
+
+def _claims_kept(done: _Claims, report: TickReport) -> dict[int, list[int]]:
+    """Adds a committed claim's outcome to the tick's report; returns its claims."""
+    for unit, error in done.errors.items():
+        report.fail(unit, error)
+    report.rescheduled += done.rescheduled
+    report.opted_out += done.opted_out
+    return done.claimed
 
 
 def _claim_together(

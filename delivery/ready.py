@@ -331,21 +331,20 @@ class LocalReadyQueue(ReadyQueue):
                         pace.per_second, len(entries)
                     )
                     popped.chunks.append(Chunk(sender, lane, slot, entries))
-            if not popped.chunks and popped.wait is None and self.waiting_locked():
+            if not popped.chunks and popped.wait is None and self._waiting():
                 popped.wait = 0.0
         return popped
 
     def _opening(self, sender: int) -> float:
-        # A LocalThrottle knows a 429's back-off too; another throttle only what this queue took.
-        known = getattr(self.throttle, "next_opening", None)
-        return max(self._next.get(sender, 0.0), known(sender) if known else 0.0)
+        # The throttle may know more (a 429's back-off) than the slots this queue took.
+        return max(self._next.get(sender, 0.0), self.throttle.next_opening(sender))
 
-    def waiting_locked(self) -> int:
+    def _waiting(self) -> int:
         return len({sender for (_, sender), queue in self._queues.items() if queue})
 
     def waiting(self) -> int:
         with self._lock:
-            return self.waiting_locked()
+            return self._waiting()
 
 
 @lru_cache(maxsize=1)

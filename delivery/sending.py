@@ -458,12 +458,14 @@ class _Drain:
     # ------------------------------------------------------------ results
 
     def record(self, results: list[SendResult], by_chunk: dict[int, Chunk]) -> None:
-        missed = [r.message_id for r in results if r.kind == ResultKind.NOT_SENT]
-        if missed:
+        unsent: dict[int, tuple[Chunk, list[int]]] = {}
+        for result in results:
+            if result.kind == ResultKind.NOT_SENT:
+                chunk = by_chunk[result.message_id]
+                unsent.setdefault(id(chunk), (chunk, []))[1].append(result.message_id)
+        if unsent:
             # Their requests never started: handed back first, then another slot.
-            chunk_of = {pk: by_chunk[pk] for pk in missed}
-            for chunk in {id(c): c for c in chunk_of.values()}.values():
-                ids = [pk for pk, c in chunk_of.items() if c is chunk]
+            for chunk, ids in unsent.values():
                 context = self.context(chunk.entries[0].campaign_id)
                 now = Clock.from_seconds(chunk.entries[0].clock_offset).now()
                 _hand_back_unsent(ids, until=now + claim_lease(context.pace.per_second))

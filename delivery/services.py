@@ -215,17 +215,6 @@ def suppression_remove(*, org: Organization | int, address: str) -> bool:
     return bool(deleted)
 
 
-def suppressed_addresses(*, org_id: int, addresses: list[str]) -> set[str]:
-    """Which of these addresses are on the organization's suppression list."""
-    if not addresses:
-        return set()
-    return set(
-        Suppression.objects.filter(org_id=org_id, address__any=addresses).values_list(
-            "address", flat=True
-        )
-    )
-
-
 def suppressed_pairs(pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:
     """Which of these (organization, address) pairs are suppressed, in one statement (on
     PostgreSQL a join with the pairs as two arrays, which the (org, address) index serves)."""

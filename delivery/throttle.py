@@ -158,6 +158,11 @@ class Throttle:
         """Holds the sender back (the provider said 429) for `seconds`."""
         raise NotImplementedError
 
+    def next_opening(self, sender_id: int) -> float:
+        """When (time.monotonic()) the sender's next slot opens at the earliest, as far as this
+        process knows (0: not known here; Redis's own answer is in the ready queue's pop)."""
+        return 0.0
+
 
 def throttle_key(sender_id: int | str) -> str:
     """The sender's GCRA instant in Redis; its slot log is this key plus ":slots"."""
@@ -228,7 +233,6 @@ class LocalThrottle(Throttle):
             return (start - now) / 1_000_000
 
     def next_opening(self, sender_id: int) -> float:
-        """When (on this throttle's clock) the sender's next slot opens at the earliest."""
         with self._lock:
             return self._tat.get(sender_id, 0) / 1_000_000
 
